@@ -1,0 +1,226 @@
+"""The ``nemo_rl`` Hydra sweeper: a thin adapter from Hydra to ``nemo_rl_sweep.driver``.
+
+It reads the search space (config group + command line), checks every key against the trial config
+before any job starts, and hands batches of trials to whatever Hydra launcher is configured. The
+engine, and every heavy import, lives in ``nemo_rl_sweep``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.nemo_rl_sweeper import config as _config  # noqa: F401  (registers the schema)
+
+_SETTINGS = (
+    "strategy",
+    "strategy_options",
+    "metric",
+    "direction",
+    "n_trials",
+    "n_jobs",
+    "storage",
+    "study_name",
+    "max_failure_rate",
+    "seed",
+    "dry_run",
+    "sampler",
+    "pruner",
+    "enqueue",
+)
+
+
+class TimedTask:
+    """The user's task function, timed: a job's own duration, whichever launcher runs it."""
+
+    def __init__(self, task_function: TaskFunction) -> None:
+        self.task_function = task_function
+
+    def __call__(self, cfg: DictConfig) -> Any:
+        start = time.monotonic()
+        value = self.task_function(cfg)
+        duration = time.monotonic() - start
+        _write_job_metrics(value, duration)
+        return {"__nemo_rl_sweep_value__": value, "duration_s": duration}
+
+
+def _write_job_metrics(value: Any, duration: float) -> None:
+    """Leave the job's numbers in its own folder, next to Hydra's config and log."""
+    import json
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    numbers = _container(value) if OmegaConf.is_config(value) else value
+    if not isinstance(numbers, dict):
+        numbers = {"value": numbers}
+    out = Path(HydraConfig.get().runtime.output_dir) / "metrics.json"
+    out.write_text(json.dumps({**numbers, "duration_s": duration}, indent=2, default=str))
+
+
+class NemoRLSweeper(Sweeper):
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.launcher: Any = None
+        self.job_idx = 0
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=TimedTask(task_function), config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
+
+        try:
+            return self._sweep(arguments)
+        except (SweepConfigError, SweepStopped) as exc:
+            print(
+                f"Error: {exc}" if isinstance(exc, SweepConfigError) else str(exc), file=sys.stderr
+            )
+            sys.exit(2 if isinstance(exc, SweepConfigError) else 3)
+
+    def _sweep(self, arguments: list[str]) -> Any:
+        from pathlib import Path
+
+        from nemo_rl_sweep.driver import Sweep, SweepSettings
+        from nemo_rl_sweep.space import parse_overrides, parse_params
+
+        assert self.config is not None
+        space = parse_params(_container(self.settings.get("params")) or {}).with_overrides(
+            parse_overrides(arguments)
+        )
+        values = {k: _container(self.settings.get(k)) for k in _SETTINGS if k in self.settings}
+        settings = SweepSettings(**values)
+        sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
+        ledger_dir = Path(self.config.hydra.runtime.cwd) / "multirun"
+        sweep = Sweep(
+            space,
+            settings,
+            self._launch,
+            sweep_dir,
+            task_name=str(self.config.hydra.job.name),
+            ledger_dir=ledger_dir,
+        )
+        self._check_trial_config(space, sweep.preview(1))
+        if settings.dry_run:
+            return _print_dry_run(sweep)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self._storage_url, self._study_name = sweep.storage_url, sweep.study_name
+        result = sweep.run()
+        from nemo_rl_sweep.summary import print_summary
+
+        print_summary(result.study, result.sweep_dir, result.storage_url)
+        return result
+
+    # ---------------------------------------------------------------------------------------
+
+    def _check_trial_config(self, space: Any, first_trials: Sequence[Sequence[str]]) -> None:
+        """Refuse, before any job, a swept key the trial config lacks (unless written ``+key``)."""
+        from nemo_rl_sweep.errors import SweepConfigError
+
+        assert self.config is not None
+        choices = self.config.hydra.runtime.choices
+        for key, param in {**space.params, **space.fixed}.items():
+            if param.prefix or key in choices or key.startswith("hydra."):
+                continue
+            if (
+                OmegaConf.select(self.config, key, default=_ABSENT, throw_on_missing=False)
+                is _ABSENT
+            ):
+                raise SweepConfigError(
+                    key,
+                    "is not a key of the trial config",
+                    f"check the spelling, or write +{key} to add it",
+                )
+        assert self.hydra_context is not None
+        for overrides in first_trials:
+            try:
+                self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SweepConfigError(
+                    "trial overrides",
+                    f"Hydra cannot compose a trial config ({first})",
+                    "fix the key or value it names",
+                ) from None
+
+    def _launch(self, jobs: Sequence[Any]) -> list[Any]:
+        from nemo_rl_sweep.driver import JobOutcome
+        from nemo_rl_sweep.space import format_value
+
+        batch = []
+        for job in jobs:
+            batch.append(
+                list(job.overrides)
+                + [
+                    f"hydra.sweeper.trial_number={job.number}",
+                    f"hydra.sweeper.storage={format_value(self._storage_url)}",
+                    f"hydra.sweeper.study_name={format_value(self._study_name)}",
+                ]
+            )
+        returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
+        self.job_idx += len(batch)
+        outcomes = []
+        for ret in returns:
+            raw = getattr(ret, "_return_value", None)
+            job_dir = _job_dir(ret)
+            status = getattr(getattr(ret, "status", None), "name", "COMPLETED")
+            if status == "FAILED" or isinstance(raw, BaseException):
+                outcomes.append(JobOutcome(error=raw, job_dir=job_dir))
+            elif isinstance(raw, dict) and "__nemo_rl_sweep_value__" in raw:
+                outcomes.append(
+                    JobOutcome(
+                        value=raw["__nemo_rl_sweep_value__"],
+                        job_dir=job_dir,
+                        duration_s=raw.get("duration_s"),
+                    )
+                )
+            else:
+                outcomes.append(JobOutcome(value=raw, job_dir=job_dir))
+        return outcomes
+
+
+_ABSENT = object()
+
+
+def _job_dir(ret: Any) -> str | None:
+    """The job's own output folder (its working dir only when Hydra changed into it)."""
+    hydra_cfg = getattr(ret, "hydra_cfg", None)
+    try:
+        return str(hydra_cfg.hydra.runtime.output_dir)
+    except Exception:
+        return getattr(ret, "working_dir", None)
+
+
+def _container(value: Any) -> Any:
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _print_dry_run(sweep: Any) -> None:
+    print(f"[dry run] study {sweep.study_name!r} in {sweep.storage_url}")
+    print(f"[dry run] strategy {sweep.settings.strategy}, search space:")
+    for key, text in sweep.space.describe().items():
+        print(f"  {key}: {text}")
+    print("[dry run] first trials it would launch (nothing was launched):")
+    for i, overrides in enumerate(sweep.preview(5)):
+        print(f"  #{i} " + " ".join(overrides))

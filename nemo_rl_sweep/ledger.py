@@ -1,0 +1,199 @@
+"""The ledger: every trial of every strategy is a trial of one Optuna study in a storage.
+
+One ledger gives resume after a crash (finished trials are read back, not re-run), several sweepers on
+one study (Optuna's storage hands each enqueued trial to one worker), pruning (jobs report to the
+same trial), optuna-dashboard and Optuna's plots. The default storage is a SQLite file next to the
+sweep folders, so it survives the process and the same command resumes the same study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from nemo_rl_sweep.errors import SweepConfigError
+
+DEFAULT_LEDGER_FILE = "nemo_rl_sweep.db"
+
+# user attribute names, shared with the report and the dashboard
+ATTR_OVERRIDES = "overrides"
+ATTR_JOB_DIR = "job_dir"
+ATTR_METRICS = "metrics"
+ATTR_FAIL_REASON = "fail_reason"
+ATTR_DURATION = "duration_s"
+ATTR_STALE = "stale"
+ATTR_OWNER = "sweeper"
+STUDY_ATTR_STRATEGY = "nemo_rl_sweep.strategy"
+STUDY_ATTR_SPACE = "nemo_rl_sweep.search_space"
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def default_storage_url(root: str | os.PathLike[str]) -> str:
+    return "sqlite:///" + str((Path(root) / DEFAULT_LEDGER_FILE).resolve())
+
+
+def absolute_storage_url(url: str, base_dir: str | os.PathLike[str]) -> str:
+    """Relative SQLite and journal paths are made absolute, so jobs that change folder find the file."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url[len("sqlite:///") :]
+        if rel and rel != ":memory:":
+            return "sqlite:///" + str((Path(base_dir) / rel).resolve())
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:") :])
+        return "journal:" + str(path if path.is_absolute() else (Path(base_dir) / path).resolve())
+    return url
+
+
+def open_storage(url: str) -> BaseStorage:
+    """An Optuna storage for ``url``: any SQLAlchemy URL, or ``journal:<file>`` for a journal file.
+
+    SQLite gets a long lock timeout because jobs write intermediate values while the sweeper writes
+    results; a journal file is the safer choice on a shared cluster file system.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise SweepConfigError(
+            "hydra.sweeper.storage",
+            f"{url!r} is not a storage URL",
+            "use sqlite:///path/to/ledger.db, another SQLAlchemy URL, or journal:/path/to/file.log",
+        )
+    if url.startswith("journal:"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len("journal:") :])
+        if not path.parent.is_dir():
+            raise SweepConfigError(
+                "hydra.sweeper.storage",
+                f"folder {path.parent} of the journal file does not exist",
+                "create it or point the journal elsewhere",
+            )
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in url:
+        raise SweepConfigError(
+            "hydra.sweeper.storage",
+            f"{url!r} is not a URL",
+            "use sqlite:///path/to/ledger.db, another SQLAlchemy URL, or journal:/path/to/file.log",
+        )
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+    try:
+        return optuna.storages.RDBStorage(url, **kwargs)
+    except Exception as exc:  # SQLAlchemy raises many types; the first line says which
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SweepConfigError(
+            "hydra.sweeper.storage", f"cannot open {url!r} ({first})", "check the URL and driver"
+        ) from None
+
+
+def default_study_name(task_name: str, strategy: str, identity: Mapping[str, Any]) -> str:
+    """Same command, same study (so re-running resumes); a changed space or objective, a new one."""
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{task_name}-{strategy}-{digest[:8]}"
+
+
+def open_study(
+    storage: BaseStorage,
+    study_name: str,
+    directions: Sequence[str],
+    metric_names: Sequence[str],
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    """Create the study, or load it if it exists, refusing one whose objectives differ."""
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    if study_name in existing:
+        study = optuna.load_study(
+            study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
+        )
+        have = [d.name.lower() for d in study.directions]
+        names = study.metric_names
+        if have != list(directions) or (names is not None and list(names) != list(metric_names)):
+            raise SweepConfigError(
+                "hydra.sweeper.study_name",
+                f"study {study_name!r} already exists with objectives "
+                f"{list(names or [])} {have}, not {list(metric_names)} {list(directions)}",
+                "pick another study_name, or the same metric and direction as before",
+            )
+        return study
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        directions=list(directions),
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(metric_names))
+    return study
+
+
+def owner_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Mark RUNNING trials whose sweeper process is gone as failed (and stale, so they are re-run).
+
+    A trial belongs to the sweeper that asked for it (host and pid). Trials of a live sweeper, here or
+    on another host, are left alone: they are another sweeper's work in progress.
+    """
+    stale = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get(ATTR_OWNER)
+        if owner and _owner_is_dead(owner):
+            storage = study._storage
+            storage.set_trial_user_attr(trial._trial_id, ATTR_STALE, True)
+            storage.set_trial_user_attr(
+                trial._trial_id,
+                ATTR_FAIL_REASON,
+                "its sweeper stopped while the trial was running; the point is run again",
+            )
+            if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                stale.append(trial)
+    return stale
+
+
+def counts_toward_budget(trial: FrozenTrial) -> bool:
+    """Finished or running trials count toward n_trials; stale failures were never really run."""
+    if trial.state == TrialState.WAITING:
+        return False
+    return not (trial.state == TrialState.FAIL and trial.user_attrs.get(ATTR_STALE))
+
+
+def open_trial(storage_url: str, study_name: str, trial_number: int) -> optuna.Trial:
+    """The live trial of a job, so the job can report intermediate values and ask to be pruned."""
+    storage = open_storage(storage_url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, int(trial_number))
+    return optuna.Trial(study, trial_id)

@@ -1,0 +1,99 @@
+"""Objectives are named metrics with a direction, not positions in a tuple.
+
+A job returns a mapping of metric name to number (or one bare number when there is one objective); this
+module turns that into the values Optuna records, and turns every way a job can go wrong (NaN, inf, a
+missing metric, a non-number) into a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.study import StudyDirection
+
+from nemo_rl_sweep.errors import SweepConfigError
+
+_DIRECTIONS = {"minimize": StudyDirection.MINIMIZE, "maximize": StudyDirection.MAXIMIZE}
+
+
+class TrialFailure(Exception):
+    """A job finished but its result cannot be used; the message is the recorded reason."""
+
+
+@dataclass(frozen=True)
+class Objectives:
+    names: tuple[str, ...]
+    directions: tuple[str, ...]
+
+    @classmethod
+    def from_settings(
+        cls, metric: str | Sequence[str], direction: str | Sequence[str]
+    ) -> Objectives:
+        names = [metric] if isinstance(metric, str) else list(metric)
+        dirs = [direction] if isinstance(direction, str) else list(direction)
+        if not names or any(not isinstance(n, str) or not n.strip() for n in names):
+            raise SweepConfigError(
+                "hydra.sweeper.metric",
+                f"needs one or more metric names, got {metric!r}",
+                "write hydra.sweeper.metric=validation/accuracy",
+            )
+        if len(set(names)) != len(names):
+            raise SweepConfigError("hydra.sweeper.metric", "names a metric twice", "list each once")
+        if len(dirs) == 1 and len(names) > 1 and isinstance(direction, str):
+            dirs = dirs * len(names)
+        if len(dirs) != len(names):
+            raise SweepConfigError(
+                "hydra.sweeper.direction",
+                f"has {len(dirs)} entries for {len(names)} metrics {names}",
+                "give one direction per metric, e.g. hydra.sweeper.direction=[maximize,minimize]",
+            )
+        for d in dirs:
+            if str(d).lower() not in _DIRECTIONS:
+                raise SweepConfigError(
+                    "hydra.sweeper.direction",
+                    f"{d!r} is not a direction",
+                    "use minimize or maximize",
+                )
+        return cls(tuple(names), tuple(str(d).lower() for d in dirs))
+
+    @property
+    def study_directions(self) -> list[StudyDirection]:
+        return [_DIRECTIONS[d] for d in self.directions]
+
+    def read(self, returned: Any) -> tuple[list[float], dict[str, float]]:
+        """The objective values and every numeric metric of one job's return value."""
+        metrics = as_metrics(returned, self.names[0])
+        values = []
+        for name in self.names:
+            if name not in metrics:
+                reported = ", ".join(sorted(metrics)) or "nothing"
+                raise TrialFailure(
+                    f"the job did not report metric {name!r} (it reported: {reported})"
+                )
+            value = metrics[name]
+            if not math.isfinite(value):
+                raise TrialFailure(f"metric {name!r} is {value}")
+            values.append(value)
+        return values, metrics
+
+
+def as_metrics(returned: Any, single_name: str) -> dict[str, float]:
+    """A job's return value as ``{name: float}``; a bare number counts as the first objective."""
+    if returned is None:
+        return {}
+    if isinstance(returned, bool):
+        raise TrialFailure(f"the job returned {returned!r}, not metrics")
+    if isinstance(returned, (int, float)):
+        return {single_name: float(returned)}
+    if isinstance(returned, Mapping) or hasattr(returned, "items"):
+        out = {}
+        for key, value in returned.items():
+            try:
+                out[str(key)] = float(value)
+            except (TypeError, ValueError):
+                continue
+        return out
+    raise TrialFailure(f"the job returned a {type(returned).__name__}, not a dict of metrics")

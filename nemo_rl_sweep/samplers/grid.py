@@ -1,0 +1,64 @@
+"""Grid search: every combination once, in a stable order, never repeated.
+
+The sweep driver claims grid points by enqueueing them as WAITING trials; Optuna's storage hands each
+waiting trial to exactly one ``ask``, so two sweepers on one study never run the same point, and a
+resumed sweep runs only the points not yet done. Used on a plain Optuna study, the sampler itself
+picks the first point no trial holds yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from optuna.distributions import BaseDistribution
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from nemo_rl_sweep.samplers.base import SpaceSampler
+
+# A failed trial holds its point too (grid never retries a finished point), except one that failed
+# only because the sweeper running it died: that point is run again.
+STALE_ATTR = "stale"
+
+
+class GridSampler(SpaceSampler):
+    """Runs ``points`` (a list of param dicts) in order; each point once across the study."""
+
+    def __init__(
+        self,
+        search_space: dict[str, BaseDistribution],
+        points: Sequence[dict[str, Any]],
+        *,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(search_space, seed=seed)
+        self.points = [dict(p) for p in points]
+
+    def pending_points(self, study: Study) -> Iterator[dict[str, Any]]:
+        """Points that no live or finished trial holds, in grid order."""
+        taken = {_key(point_of(t)) for t in study.get_trials(deepcopy=False) if holds_point(t)}
+        return (p for p in self.points if _key(p) not in taken)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        point = next(self.pending_points(study), None)
+        if point is None:
+            raise RuntimeError("every grid point has been run; stop asking for trials")
+        return point
+
+
+def point_of(trial: FrozenTrial) -> dict[str, Any]:
+    """The params a trial runs; a WAITING (enqueued) trial holds them as Optuna's fixed params."""
+    return trial.params or dict(trial.system_attrs.get("fixed_params", {}))
+
+
+def holds_point(trial: FrozenTrial) -> bool:
+    if trial.state == TrialState.FAIL and trial.user_attrs.get(STALE_ATTR):
+        return False
+    return bool(point_of(trial))
+
+
+def _key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
