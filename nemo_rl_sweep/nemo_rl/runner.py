@@ -1,0 +1,404 @@
+"""Run one NeMo RL training script per trial and read its numbers back.
+
+A trial is one launch of a NeMo RL script (``examples/run_grpo.py``, ``run_sft.py``, ...) as a
+subprocess, exactly as a user would start it: ``<command> <script> --config <job>/config.yaml``
+with the checkout as working directory. The trial's full recipe is written to the job folder, and
+its ``logger.log_dir`` and ``checkpointing.checkpoint_dir`` point inside that folder, because NeMo
+RL resumes from any checkpoint it finds: trials sharing a folder would resume each other.
+
+While the script runs, the TensorBoard events (or the ``step_N/training_info.json`` files) are
+polled and every new validation value is handed to ``on_validation(step, metrics)``; an exception
+raised there (``optuna.TrialPruned``) stops the subprocess and propagates. When the script ends,
+the objective is read (best or last value of a TensorBoard tag, or a ``training_info.json`` key).
+A non-zero exit or a missing objective raises :class:`NeMoRLRunError` whose message ends with the
+last lines of the job's log.
+
+``runner_cfg`` keys (``conf/trainer/nemo_rl.yaml`` documents them for users):
+
+- ``checkout``: the NeMo RL checkout (working directory of the script).
+- ``script``: a path relative to ``checkout`` (``examples/run_grpo.py``), or a module name when
+  ``command`` ends with ``-m``.
+- ``command``: what runs the script, e.g. ``[uv, run, python]``, ``[python]``, ``[python, -m]``;
+  empty or null means this interpreter.
+- ``objective``: ``tag`` (str or list; the TensorBoard tag(s) or ``training_info.json`` key(s)),
+  ``source`` (``tensorboard`` | ``training_info``), ``reduce`` (``last`` | ``best``),
+  ``higher_is_better`` (for ``best``).
+- optional: ``extra_args`` (list appended to the command), ``env`` (mapping added to the
+  environment), ``poll_interval_s`` (default 5), ``kill_grace_s`` (default 30),
+  ``exclude_keys`` (top-level keys of ``cfg`` that are not recipe keys; default ``[trainer]``),
+  ``log_tail_lines`` (default 20).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from nemo_rl_sweep.errors import SweepConfigError
+from nemo_rl_sweep.nemo_rl.config import register_resolvers
+from nemo_rl_sweep.nemo_rl.tensorboard import ScalarLog
+
+__all__ = [
+    "NeMoRLRunError",
+    "Objective",
+    "RunnerSettings",
+    "prepare_recipe",
+    "read_final_metrics",
+    "run_nemo_rl_trial",
+]
+
+OnValidation = Callable[[int, dict[str, float]], None]
+_STEP_DIR = re.compile(r"step_(\d+)$")
+
+
+class NeMoRLRunError(RuntimeError):
+    """The NeMo RL job failed (non-zero exit, missing objective); the message carries the log tail."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Which numbers of a run are its objective and how to reduce a series to one value."""
+
+    tags: tuple[str, ...]
+    source: str = "tensorboard"
+    reduce: str = "last"
+    higher_is_better: bool = True
+
+    @classmethod
+    def from_cfg(cls, node: Any) -> Objective:
+        node = _plain(node) or {}
+        raw = node.get("tag", "validation/accuracy")
+        tags = (raw,) if isinstance(raw, str) else tuple(str(t) for t in raw or ())
+        if not tags or not all(tags):
+            raise SweepConfigError(
+                "trainer.objective.tag", "is empty", "name a TensorBoard tag: validation/accuracy"
+            )
+        source = str(node.get("source", "tensorboard"))
+        if source not in ("tensorboard", "training_info"):
+            raise SweepConfigError(
+                "trainer.objective.source",
+                f"unknown source {source!r}",
+                "use tensorboard or training_info",
+            )
+        reduce = str(node.get("reduce", "last"))
+        if reduce not in ("last", "best"):
+            raise SweepConfigError(
+                "trainer.objective.reduce", f"unknown reduction {reduce!r}", "use last or best"
+            )
+        return cls(tags, source, reduce, bool(node.get("higher_is_better", True)))
+
+    def pick(self, series: Sequence[tuple[int, float]]) -> float:
+        """Last value (highest step) or best value of a non-empty (step, value) series."""
+        if self.reduce == "last":
+            return max(series)[1]
+        values = [v for _, v in series if not math.isnan(v)] or [series[-1][1]]
+        return max(values) if self.higher_is_better else min(values)
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """The validated runner configuration; built before anything is launched."""
+
+    checkout: Path
+    script: str
+    command: tuple[str, ...]
+    objective: Objective
+    extra_args: tuple[str, ...] = ()
+    env: Mapping[str, str] | None = None
+    poll_interval_s: float = 5.0
+    kill_grace_s: float = 30.0
+    exclude_keys: tuple[str, ...] = ("trainer",)
+    log_tail_lines: int = 20
+
+    @classmethod
+    def from_cfg(cls, runner_cfg: Any) -> RunnerSettings:
+        """Validate ``runner_cfg`` (mapping or DictConfig); refuse bad input with one line."""
+        node = _plain(runner_cfg) or {}
+        checkout_raw = node.get("checkout")
+        if not checkout_raw:
+            raise SweepConfigError(
+                "trainer.checkout",
+                "the NeMo RL checkout is not set",
+                "pass trainer.checkout=/path/to/RL or export NEMO_RL_DIR=/path/to/RL",
+            )
+        checkout = Path(str(checkout_raw)).expanduser().resolve()
+        if not checkout.is_dir():
+            raise SweepConfigError(
+                "trainer.checkout",
+                f"{checkout} is not a directory",
+                "point trainer.checkout at a NeMo RL checkout",
+            )
+        command = tuple(str(c) for c in (node.get("command") or ()))
+        if not command:
+            command = (sys.executable,)
+        script = str(node.get("script") or "")
+        if not script:
+            raise SweepConfigError(
+                "trainer.script", "no script given", "e.g. trainer.script=examples/run_grpo.py"
+            )
+        if command[-1] != "-m":
+            script_path = Path(script) if Path(script).is_absolute() else checkout / script
+            if not script_path.is_file():
+                raise SweepConfigError(
+                    "trainer.script",
+                    f"{script_path} does not exist",
+                    "give a script path relative to trainer.checkout, e.g. examples/run_grpo.py",
+                )
+        env = {str(k): str(v) for k, v in (node.get("env") or {}).items()}
+        return cls(
+            checkout=checkout,
+            script=script,
+            command=command,
+            objective=Objective.from_cfg(node.get("objective")),
+            extra_args=tuple(str(a) for a in (node.get("extra_args") or ())),
+            env=env,
+            poll_interval_s=float(node.get("poll_interval_s", 5.0)),
+            kill_grace_s=float(node.get("kill_grace_s", 30.0)),
+            exclude_keys=tuple(node.get("exclude_keys", ("trainer",)) or ()),
+            log_tail_lines=int(node.get("log_tail_lines", 20)),
+        )
+
+
+def _plain(node: Any) -> Any:
+    """A DictConfig/ListConfig as plain Python (interpolations resolved), anything else as is."""
+    if isinstance(node, DictConfig) or OmegaConf.is_list(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def prepare_recipe(
+    cfg: Mapping[str, Any] | DictConfig, job_dir: Path, settings: RunnerSettings
+) -> DictConfig:
+    """The trial's recipe with its own log and checkpoint folders and TensorBoard on.
+
+    ``cfg`` is not modified. Top-level keys in ``settings.exclude_keys`` (the runner's own config)
+    are dropped. Interpolations stay unresolved (NeMo RL resolves them itself), but they must
+    resolve here too, so a broken one fails before launch.
+    """
+    register_resolvers()
+    if isinstance(cfg, DictConfig):
+        recipe = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    else:
+        recipe = OmegaConf.create(dict(cfg))
+    assert isinstance(recipe, DictConfig)
+    for key in settings.exclude_keys:
+        recipe.pop(key, None)
+    OmegaConf.update(recipe, "logger.log_dir", str(job_dir / "logs"), force_add=True)
+    OmegaConf.update(recipe, "logger.tensorboard_enabled", True, force_add=True)
+    OmegaConf.update(
+        recipe, "checkpointing.checkpoint_dir", str(job_dir / "checkpoints"), force_add=True
+    )
+    if settings.objective.source == "training_info" and not OmegaConf.select(
+        recipe, "checkpointing.enabled", default=False
+    ):
+        raise SweepConfigError(
+            "checkpointing.enabled",
+            "is false, so the run writes no step_N/training_info.json to read the objective from",
+            "set checkpointing.enabled=true or trainer.objective.source=tensorboard",
+        )
+    try:
+        OmegaConf.to_container(recipe, resolve=True)
+    except Exception as exc:
+        key = getattr(exc, "full_key", "") or "recipe"
+        raise SweepConfigError(
+            str(key), f"interpolation does not resolve ({str(exc).splitlines()[0]})", "fix it"
+        ) from exc
+    return recipe
+
+
+def _checkpoints(checkpoint_dir: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(step, training_info) of every finished ``step_N`` checkpoint, in step order."""
+    if not checkpoint_dir.is_dir():
+        return []
+    found = []
+    for folder in checkpoint_dir.iterdir():
+        match = _STEP_DIR.fullmatch(folder.name)
+        info_file = folder / "training_info.json"
+        if match and info_file.is_file():
+            try:
+                info = json.loads(info_file.read_text())
+            except (OSError, ValueError):
+                continue  # being written; picked up at the next poll
+            found.append((int(match.group(1)), info))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _numbers(info: Mapping[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in info.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+class _Progress:
+    """Turns the growing files of a run into new validation results, each reported once."""
+
+    def __init__(self, job_dir: Path, objective: Objective) -> None:
+        self.objective = objective
+        self.scalars = ScalarLog(job_dir / "logs")
+        self.checkpoint_dir = job_dir / "checkpoints"
+        self._reported: set[int] = set()
+
+    def new_validations(self) -> list[tuple[int, dict[str, float]]]:
+        first = self.objective.tags[0]
+        self.scalars.poll()
+        out: list[tuple[int, dict[str, float]]] = []
+        if self.objective.source == "tensorboard":
+            prefix = first.split("/", 1)[0] + "/" if "/" in first else first
+            for step, _ in self.scalars.series(first):
+                if step not in self._reported:
+                    self._reported.add(step)
+                    out.append((step, self.scalars.at_step(step, prefix)))
+        else:
+            for step, info in _checkpoints(self.checkpoint_dir):
+                if step not in self._reported and first in info:
+                    self._reported.add(step)
+                    out.append((step, _numbers(info)))
+        return out
+
+
+def _tail(log_file: Path, lines: int) -> str:
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def read_final_metrics(job_dir: Path, objective: Objective, log_file: Path | None = None) -> dict:
+    """Every number a finished run left: last value of each TensorBoard tag, the latest
+    checkpoint's ``training_info.json`` numbers, and the objective tag(s) reduced as asked.
+
+    Raises :class:`NeMoRLRunError` naming the tag and what was written instead if an objective is
+    missing.
+    """
+    scalars = ScalarLog(job_dir / "logs")
+    scalars.poll()
+    checkpoints = _checkpoints(job_dir / "checkpoints")
+    metrics: dict[str, float] = {}
+    if checkpoints:
+        metrics.update(_numbers(checkpoints[-1][1]))
+    metrics.update(scalars.last_values())
+    for tag in objective.tags:
+        if objective.source == "tensorboard":
+            series = scalars.series(tag)
+            where = f"TensorBoard events under {job_dir / 'logs'}/exp_*/tensorboard"
+            present = ", ".join(scalars.tags()) or "none"
+        else:
+            series = [
+                (s, float(i[tag])) for s, i in checkpoints if isinstance(i.get(tag), int | float)
+            ]
+            where = f"training_info.json under {job_dir / 'checkpoints'}/step_*"
+            present = ", ".join(sorted({k for _, i in checkpoints for k in i})) or "none"
+        if not series:
+            tail = _tail(log_file, 20) if log_file else ""
+            raise NeMoRLRunError(
+                f"objective {tag!r} was never written to {where} (written: {present}); "
+                f"set trainer.objective.tag to one of them"
+                + (f"\n--- last lines of {log_file} ---\n{tail}" if log_file else "")
+            )
+        metrics[tag] = objective.pick(series)
+    return metrics
+
+
+def _stop(proc: subprocess.Popen, grace_s: float) -> None:
+    """Terminate the script's whole process group (TERM, then KILL after ``grace_s``)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def run_nemo_rl_trial(
+    cfg: Mapping[str, Any] | DictConfig,
+    runner_cfg: Mapping[str, Any] | DictConfig,
+    job_dir: str | Path,
+    on_validation: OnValidation | None = None,
+) -> dict[str, float]:
+    """Run one NeMo RL training job for a trial and return its metrics.
+
+    ``cfg`` is the trial's full recipe (NeMo RL key layout; top-level keys named in
+    ``runner_cfg.exclude_keys`` are dropped), ``runner_cfg`` the runner settings (see the module
+    docstring), ``job_dir`` the trial's own folder. Writes ``<job_dir>/config.yaml`` and
+    ``<job_dir>/train.log``; logs and checkpoints go to ``<job_dir>/logs`` and
+    ``<job_dir>/checkpoints``. ``on_validation(step, metrics)`` gets every new value of the
+    objective's first tag with the other tags of its section at that step (``validation/*``).
+
+    Raises :class:`SweepConfigError` for bad settings (before launching),
+    :class:`NeMoRLRunError` for a failed run or a missing objective, and whatever
+    ``on_validation`` raises (after stopping the script).
+    """
+    settings = RunnerSettings.from_cfg(runner_cfg)
+    job_dir = Path(job_dir).expanduser().resolve()
+    job_dir.mkdir(parents=True, exist_ok=True)
+    recipe = prepare_recipe(cfg, job_dir, settings)
+    config_path = job_dir / "config.yaml"
+    OmegaConf.save(recipe, config_path)
+
+    argv = [*settings.command, settings.script, "--config", str(config_path)]
+    argv += list(settings.extra_args)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(settings.env or {})}
+    log_file = job_dir / "train.log"
+    progress = _Progress(job_dir, settings.objective)
+
+    with open(log_file, "ab") as log:
+        log.write(f"$ cd {settings.checkout} && {' '.join(argv)}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=settings.checkout,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # its own process group, so stopping it stops its children
+            )
+        except OSError as exc:
+            raise NeMoRLRunError(
+                f"could not start {argv[0]!r} in {settings.checkout}: {exc}"
+            ) from exc
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=settings.poll_interval_s)
+                    finished = True
+                except subprocess.TimeoutExpired:
+                    finished = False
+                if on_validation is not None:
+                    for step, metrics in progress.new_validations():
+                        on_validation(step, metrics)
+                if finished:
+                    break
+        except BaseException:
+            _stop(proc, settings.kill_grace_s)
+            raise
+
+    if proc.returncode != 0:
+        raise NeMoRLRunError(
+            f"NeMo RL job exited with code {proc.returncode}: {' '.join(argv)}\n"
+            f"--- last lines of {log_file} ---\n{_tail(log_file, settings.log_tail_lines)}"
+        )
+    return read_final_metrics(job_dir, settings.objective, log_file)
