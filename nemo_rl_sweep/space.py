@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from optuna.distributions import (
     BaseDistribution,
@@ -27,7 +27,7 @@ from optuna.distributions import (
 
 from nemo_rl_sweep.errors import SweepConfigError
 
-Scalar = Union[None, bool, int, float, str]
+Scalar = None | bool | int | float | str
 _FORMS = (
     "choice(a,b,...), range(start,stop[,step]), interval(low,high) or tag(log, interval(low,high))"
 )
@@ -85,7 +85,7 @@ class Interval:
         return FloatDistribution(float(self.low), float(self.high), log=self.log)
 
 
-Domain = Union[Choice, Range, Interval]
+Domain = Choice | Range | Interval
 
 
 @dataclass(frozen=True)
