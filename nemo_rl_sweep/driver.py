@@ -21,11 +21,12 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from nemo_rl_sweep import ledger
 from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
 from nemo_rl_sweep.objectives import Objectives, TrialFailure
+from nemo_rl_sweep.progress import ConsoleProgress
 from nemo_rl_sweep.samplers.grid import GridSampler
 from nemo_rl_sweep.space import SearchSpace, trial_overrides
 from nemo_rl_sweep.strategies import check_strategy, make_sampler
@@ -135,13 +136,13 @@ class Sweep:
         *,
         task_name: str = "sweep",
         ledger_dir: str | Path | None = None,
-        log: Callable[[str], None] = print,
+        progress: ConsoleProgress | None = None,
     ) -> None:
         self.space = space
         self.settings = settings
         self.launch = launch
         self.sweep_dir = Path(sweep_dir)
-        self.log = log
+        self.progress = progress or ConsoleProgress()
         self.objectives = check_settings(settings, space)
         self.distributions = space.distributions
         self.grid_points = list(space.grid()) if settings.strategy == "grid" else None
@@ -208,23 +209,18 @@ class Sweep:
         study.set_user_attr(ledger.STUDY_ATTR_SPACE, self.space.describe())
         stale = ledger.fail_stale_trials(study)
         if stale:
-            self.log(
-                f"[sweep] {len(stale)} trial(s) of a sweeper that stopped were marked failed: "
+            self.progress.message(
+                f"{len(stale)} trial(s) of a sweeper that stopped were marked failed: "
                 + ", ".join(str(t.number) for t in stale)
             )
         done = [t for t in study.get_trials(deepcopy=False) if t.state in ledger.FINISHED]
         if done:
-            self.log(
-                f"[sweep] resuming study {self.study_name!r}: {len(done)} finished trial(s) kept"
+            self.progress.message(
+                f"resuming study {self.study_name!r}: {len(done)} finished trial(s) kept"
             )
         self._enqueue_initial(study)
-        self.log(
-            f"[sweep] study {self.study_name!r} in {self.storage_url} | strategy "
-            f"{self.settings.strategy} | objective "
-            + ", ".join(
-                f"{n} ({d})" for n, d in zip(self.objectives.names, self.objectives.directions)
-            )
-        )
+        self.progress.message(f"strategy {self.settings.strategy}, ledger {self.storage_url}")
+        self.progress.sweep_started(study, self.settings.n_trials)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         try:
             while True:
@@ -243,8 +239,8 @@ class Sweep:
                 self._write_results(study)
                 self._check_failures(study)
         finally:
-            if self.study is not None:
-                self._write_results(study)
+            self._write_results(study)
+            self.progress.sweep_finished(study)
         return SweepResult(study, self.storage_url, self.sweep_dir, list(self.new_trials))
 
     # --------------------------------------------------------------------------------- helpers
@@ -282,7 +278,7 @@ class Sweep:
     def _run_batch(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
         jobs = [TrialJob(t.number, trial_overrides(self.space, t.params)) for t in trials]
         for job in jobs:
-            self.log(f"[sweep] trial {job.number} starts: {' '.join(job.overrides)}")
+            self.progress.trial_started(job.number, job.overrides)
         try:
             outcomes = list(self.launch(jobs))
         except KeyboardInterrupt:
@@ -314,7 +310,7 @@ class Sweep:
             frozen = study.tell(trial, values[0])
         else:
             frozen = study.tell(trial, state=state)
-        self._log_trial(frozen)
+        self.progress.trial_finished(study, frozen)
 
     def _judge(
         self, outcome: JobOutcome
@@ -328,15 +324,6 @@ class Sweep:
             return TrialState.COMPLETE, self.objectives.read(outcome.value), None
         except TrialFailure as exc:
             return TrialState.FAIL, None, str(exc)
-
-    def _log_trial(self, trial: FrozenTrial) -> None:
-        if trial.state == TrialState.COMPLETE:
-            shown = ", ".join(f"{n}={v:.6g}" for n, v in zip(self.objectives.names, trial.values))
-        elif trial.state == TrialState.PRUNED:
-            shown = "pruned" + (f" at {trial.value:.6g}" if trial.value is not None else "")
-        else:
-            shown = "FAILED: " + str(trial.user_attrs.get(ledger.ATTR_FAIL_REASON, ""))
-        self.log(f"[sweep] trial {trial.number} {shown}")
 
     def _check_failures(self, study: optuna.Study) -> None:
         finished = [
