@@ -331,17 +331,27 @@ def _stop(proc: subprocess.Popen, grace_s: float) -> None:
         proc.wait()
 
 
+def _default_job_dir() -> Path:
+    """The running Hydra job's output folder, or the working directory outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path.cwd()
+
+
 def run_nemo_rl_trial(
     cfg: Mapping[str, Any] | DictConfig,
-    runner_cfg: Mapping[str, Any] | DictConfig,
-    job_dir: str | Path,
+    runner_cfg: Mapping[str, Any] | DictConfig | None = None,
+    job_dir: str | Path | None = None,
     on_validation: OnValidation | None = None,
 ) -> dict[str, float]:
     """Run one NeMo RL training job for a trial and return its metrics.
 
     ``cfg`` is the trial's full recipe (NeMo RL key layout; top-level keys named in
     ``runner_cfg.exclude_keys`` are dropped), ``runner_cfg`` the runner settings (see the module
-    docstring), ``job_dir`` the trial's own folder. Writes ``<job_dir>/config.yaml`` and
+    docstring; default ``cfg.trainer``), ``job_dir`` the trial's own folder (default: the Hydra
+    job's output folder, else the working directory). Writes ``<job_dir>/config.yaml`` and
     ``<job_dir>/train.log``; logs and checkpoints go to ``<job_dir>/logs`` and
     ``<job_dir>/checkpoints``. ``on_validation(step, metrics)`` gets every new value of the
     objective's first tag with the other tags of its section at that step (``validation/*``).
@@ -350,8 +360,10 @@ def run_nemo_rl_trial(
     :class:`NeMoRLRunError` for a failed run or a missing objective, and whatever
     ``on_validation`` raises (after stopping the script).
     """
+    if runner_cfg is None:
+        runner_cfg = cfg.get("trainer")
     settings = RunnerSettings.from_cfg(runner_cfg)
-    job_dir = Path(job_dir).expanduser().resolve()
+    job_dir = Path(job_dir if job_dir is not None else _default_job_dir()).expanduser().resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
     recipe = prepare_recipe(cfg, job_dir, settings)
     config_path = job_dir / "config.yaml"
