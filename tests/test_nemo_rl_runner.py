@@ -1,0 +1,283 @@
+"""The NeMo RL job runner, driving real subprocesses that write real TensorBoard event files.
+
+The scripts here are small NeMo RL-style programs (``--config <yaml>``, TensorBoard scalars under
+``<logger.log_dir>/exp_NNN/tensorboard/``, ``<checkpoint_dir>/step_N/training_info.json``) written
+by the tests; the embedded trainer's own script is exercised at the end of the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from nemo_rl_sweep.errors import SweepConfigError
+from nemo_rl_sweep.nemo_rl.runner import NeMoRLRunError, run_nemo_rl_trial
+from nemo_rl_sweep.nemo_rl.tensorboard import ScalarLog, read_scalars
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A NeMo RL-style training script: validation every 2 steps, TensorBoard + checkpoints.
+SCRIPT = textwrap.dedent(
+    """
+    import argparse, json, os, sys, time
+    sys.path.insert(0, {repo!r})
+    from omegaconf import OmegaConf
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    from nemo_rl_sweep.nemo_rl.config import apply_overrides, load_recipe
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    args, overrides = parser.parse_known_args()
+    cfg = load_recipe(args.config)
+    apply_overrides(cfg, overrides)
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    print("cwd=" + os.getcwd(), "lr=" + str(cfg["policy"]["optimizer"]["kwargs"]["lr"]), flush=True)
+    with open(os.path.join(os.path.dirname(args.config), "pid"), "w") as f:
+        f.write(str(os.getpid()))
+    log_dir = os.path.join(cfg["logger"]["log_dir"], "exp_001", "tensorboard")
+    writer = EventFileWriter(log_dir)  # what torch's SummaryWriter (NeMo RL's logger) writes with
+
+    def scalar(tag, value, step):
+        value = summary_pb2.Summary.Value(tag=tag, simple_value=value)
+        event = event_pb2.Event(step=step, wall_time=time.time(), summary=summary_pb2.Summary(value=[value]))
+        writer.add_event(event)
+
+    lr = cfg["policy"]["optimizer"]["kwargs"]["lr"]
+    accuracy = [0.25, 0.75, 0.5]
+    for step in range(1, 7):
+        scalar("train/loss", 1.0 / step, step)
+        if step % 2 == 0:
+            acc = accuracy[step // 2 - 1] * lr
+            scalar("validation/accuracy", acc, step)
+            scalar("validation/avg_length", 10.0 + step, step)
+            scalar("timing/validation/total", 0.5, step)
+            writer.flush()
+            ckpt = os.path.join(cfg["checkpointing"]["checkpoint_dir"], "step_%d" % step)
+            os.makedirs(ckpt)
+            with open(os.path.join(ckpt, "training_info.json"), "w") as f:
+                json.dump({{"step": step, "val:accuracy": acc, "note": "text"}}, f)
+            if cfg.get("wait_after_validation"):
+                # a long run: only a stop from outside ends it early
+                import subprocess
+                child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+                with open(os.path.join(os.path.dirname(args.config), "child_pid"), "w") as f:
+                    f.write(str(child.pid))
+                time.sleep(600)
+    writer.close()
+    for i in range(30):
+        print("line", i, flush=True)
+    sys.exit(int(cfg.get("exit_code", 0)))
+    """
+)
+
+
+@pytest.fixture()
+def checkout(tmp_path: Path) -> Path:
+    root = tmp_path / "RL"
+    (root / "examples").mkdir(parents=True)
+    (root / "examples" / "run_fake_grpo.py").write_text(SCRIPT.format(repo=str(REPO)))
+    return root
+
+
+def recipe(**extra) -> dict:
+    return {
+        "policy": {
+            "max_total_sequence_length": 8,
+            "optimizer": {"kwargs": {"lr": 1.0}},
+            "tokens": "${mul:${policy.max_total_sequence_length},2}",
+        },
+        "logger": {"log_dir": "logs", "tensorboard_enabled": False},
+        "checkpointing": {"enabled": True, "checkpoint_dir": "results/grpo"},
+        "trainer": {"name": "nemo_rl"},
+        **extra,
+    }
+
+
+def runner(checkout: Path, **objective) -> dict:
+    return {
+        "checkout": str(checkout),
+        "script": "examples/run_fake_grpo.py",
+        "command": [sys.executable],
+        "poll_interval_s": 0.05,
+        "kill_grace_s": 5,
+        "objective": {"tag": "validation/accuracy", **objective},
+    }
+
+
+def test_runner_runs_the_script_in_its_own_job_folder(checkout, tmp_path):
+    job = tmp_path / "job"
+    seen: list[tuple[int, dict]] = []
+    metrics = run_nemo_rl_trial(
+        recipe(), runner(checkout), job, on_validation=lambda s, m: seen.append((s, m))
+    )
+    # the full config went into the job folder, pointing logs and checkpoints inside it
+    written = OmegaConf.load(job / "config.yaml")
+    assert written.logger.log_dir == str(job / "logs")
+    assert written.checkpointing.checkpoint_dir == str(job / "checkpoints")
+    assert written.logger.tensorboard_enabled is True
+    assert "trainer" not in written
+    assert (
+        OmegaConf.to_container(written)["policy"]["tokens"]
+        == "${mul:${policy.max_total_sequence_length},2}"
+    )
+    log = (job / "train.log").read_text()
+    assert f"cwd={checkout}" in log and "line 29" in log
+    # every validation was handed over once, in order, with its section's tags
+    assert [s for s, _ in seen] == [2, 4, 6]
+    assert seen[1][1] == {"validation/accuracy": 0.75, "validation/avg_length": 14.0}
+    # last value of every tag, the latest checkpoint's numbers, the objective as asked (last)
+    assert metrics["validation/accuracy"] == 0.5
+    assert metrics["train/loss"] == pytest.approx(1 / 6)
+    assert metrics["val:accuracy"] == 0.5 and metrics["step"] == 6
+    assert "note" not in metrics
+    assert sorted(os.listdir(job / "checkpoints")) == ["step_2", "step_4", "step_6"]
+
+
+def test_objective_best_and_from_training_info(checkout, tmp_path):
+    best = run_nemo_rl_trial(recipe(), runner(checkout, reduce="best"), tmp_path / "a")
+    assert best["validation/accuracy"] == 0.75
+    lowest = run_nemo_rl_trial(
+        recipe(), runner(checkout, reduce="best", higher_is_better=False), tmp_path / "b"
+    )
+    assert lowest["validation/accuracy"] == 0.25
+    seen = []
+    info = run_nemo_rl_trial(
+        recipe(),
+        runner(checkout, tag="val:accuracy", source="training_info", reduce="best"),
+        tmp_path / "c",
+        on_validation=lambda s, m: seen.append((s, m["val:accuracy"])),
+    )
+    assert info["val:accuracy"] == 0.75
+    assert seen == [(2, 0.25), (4, 0.75), (6, 0.5)]
+
+
+def test_trials_never_share_folders(checkout, tmp_path):
+    """Two trials from one recipe write to their own folders, so neither resumes the other."""
+    cfg = recipe()
+    a = run_nemo_rl_trial(cfg, runner(checkout), tmp_path / "t0")
+    cfg["policy"]["optimizer"]["kwargs"]["lr"] = 2.0
+    b = run_nemo_rl_trial(cfg, runner(checkout), tmp_path / "t1")
+    assert (a["validation/accuracy"], b["validation/accuracy"]) == (0.5, 1.0)
+    assert read_scalars(tmp_path / "t0" / "logs", "validation/accuracy") == [
+        (2, 0.25),
+        (4, 0.75),
+        (6, 0.5),
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+
+
+def test_exception_from_on_validation_stops_the_run_and_propagates(checkout, tmp_path):
+    class Pruned(Exception):
+        pass
+
+    def prune(step, metrics):
+        raise Pruned(step)
+
+    job = tmp_path / "pruned"
+    with pytest.raises(Pruned) as err:
+        run_nemo_rl_trial(recipe(wait_after_validation=True), runner(checkout), job, prune)
+    assert err.value.args == (2,)
+    assert not _alive(int((job / "pid").read_text()))
+    # the script's own children go with it (it runs in its own process group)
+    child = job / "child_pid"
+    assert child.exists() and not _alive(int(child.read_text()))
+
+
+def test_failed_script_carries_the_last_lines_of_its_log(checkout, tmp_path):
+    with pytest.raises(NeMoRLRunError) as err:
+        run_nemo_rl_trial(recipe(exit_code=3), runner(checkout), tmp_path / "fail")
+    message = str(err.value)
+    assert "exited with code 3" in message
+    assert "line 29" in message and "line 10" in message
+    assert "line 9\n" not in message  # only the last 20 lines
+
+
+def test_a_tag_the_run_never_wrote_is_a_clear_error(checkout, tmp_path):
+    with pytest.raises(NeMoRLRunError) as err:
+        run_nemo_rl_trial(recipe(), runner(checkout, tag="validation/acc"), tmp_path / "tag")
+    message = str(err.value)
+    assert "'validation/acc' was never written" in message
+    assert "validation/accuracy" in message  # what was written instead
+    assert "line 29" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"script": "examples/run_nothing.py"}, "trainer.script"),
+        ({"checkout": "/nonexistent/RL"}, "trainer.checkout"),
+        ({"checkout": None}, "trainer.checkout"),
+        ({"objective": {"tag": "x", "source": "wandb"}}, "trainer.objective.source"),
+        ({"objective": {"tag": "x", "reduce": "median"}}, "trainer.objective.reduce"),
+    ],
+)
+def test_bad_runner_settings_are_refused_before_launch(checkout, tmp_path, change, key):
+    with pytest.raises(SweepConfigError) as err:
+        run_nemo_rl_trial(recipe(), {**runner(checkout), **change}, tmp_path / "bad")
+    assert err.value.key == key
+    assert not (tmp_path / "bad" / "train.log").exists()
+
+
+def test_training_info_objective_needs_checkpointing(checkout, tmp_path):
+    cfg = recipe()
+    cfg["checkpointing"]["enabled"] = False
+    with pytest.raises(SweepConfigError) as err:
+        run_nemo_rl_trial(
+            cfg, runner(checkout, tag="val:accuracy", source="training_info"), tmp_path / "x"
+        )
+    assert err.value.key == "checkpointing.enabled"
+
+
+def test_scalar_log_follows_files_as_they_grow(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    log = ScalarLog(tmp_path / "logs")
+    assert log.poll() == []
+    writer = SummaryWriter(str(tmp_path / "logs" / "exp_001" / "tensorboard"))
+    writer.add_scalar("validation/accuracy", 0.5, 10)
+    writer.flush()
+    assert log.poll() == [("validation/accuracy", 10, 0.5)]
+    writer.add_scalar("validation/accuracy", 0.25, 20)
+    writer.flush()
+    assert log.poll() == [("validation/accuracy", 20, 0.25)]  # only what is new
+    writer.close()
+    # a resumed launch adds exp_002; its value for a step replaces the earlier one
+    again = SummaryWriter(str(tmp_path / "logs" / "exp_002" / "tensorboard"))
+    again.add_scalar("validation/accuracy", 0.75, 20)
+    again.close()
+    log.poll()
+    assert log.series("validation/accuracy") == [(10, 0.5), (20, 0.75)]
+
+
+def test_scalar_log_reads_tensor_scalars_and_waits_for_partial_records(tmp_path):
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.util import tensor_util
+    from torch.utils.tensorboard import SummaryWriter
+
+    board = tmp_path / "logs" / "exp_003" / "tensorboard"
+    writer = SummaryWriter(str(board))
+    value = summary_pb2.Summary.Value(
+        tag="validation/accuracy", tensor=tensor_util.make_tensor_proto(0.625)
+    )
+    writer._get_file_writer().add_summary(summary_pb2.Summary(value=[value]), 7)
+    writer.close()
+    (events,) = board.glob("events.out.tfevents*")
+    data = events.read_bytes()
+    events.write_bytes(data[:-5])  # the writer is mid-record
+    log = ScalarLog(tmp_path / "logs")
+    assert log.poll() == []
+    events.write_bytes(data)
+    assert log.poll() == [("validation/accuracy", 7, 0.625)]
