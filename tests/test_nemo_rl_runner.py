@@ -281,3 +281,65 @@ def test_scalar_log_reads_tensor_scalars_and_waits_for_partial_records(tmp_path)
     assert log.poll() == []
     events.write_bytes(data)
     assert log.poll() == [("validation/accuracy", 7, 0.625)]
+
+
+# --- end to end: the embedded trainer's NeMo RL-style script as the trial's job -----------------
+
+
+def embedded_runner(**objective) -> dict:
+    return {
+        "checkout": str(REPO),
+        "script": "nemo_rl_sweep.trainer.run_grpo",
+        "command": [sys.executable, "-m"],
+        "poll_interval_s": 0.1,
+        "objective": {"tag": "validation/accuracy", **objective},
+    }
+
+
+def tiny_recipe(**changes):
+    from nemo_rl_sweep.nemo_rl.config import apply_overrides, load_recipe
+
+    cfg = load_recipe(REPO / "conf" / "recipe" / "grpo_tiny.yaml")
+    apply_overrides(cfg, ["grpo.max_num_steps=12", "grpo.val_period=4"])
+    apply_overrides(cfg, [f"{k}={v}" for k, v in changes.items()])
+    return cfg
+
+
+def test_runner_drives_the_embedded_script_and_matches_the_in_process_trainer(tmp_path):
+    import numpy as np
+
+    from nemo_rl_sweep.trainer import train
+
+    cfg = tiny_recipe(**{"policy.optimizer.kwargs.lr": 0.02, "grpo.seed": 3})
+    seen_subprocess: list[tuple[int, float]] = []
+    via_runner = run_nemo_rl_trial(
+        cfg,
+        embedded_runner(),
+        tmp_path / "job",
+        on_validation=lambda s, m: seen_subprocess.append((s, m["validation/accuracy"])),
+    )
+    seen_in_process: list[tuple[int, float]] = []
+    in_process = train(
+        OmegaConf.to_container(cfg, resolve=True),
+        on_validation=lambda s, m: seen_in_process.append((s, m["validation/accuracy"])),
+    )
+    # the same validations, at the same steps, with the same values (TensorBoard keeps float32)
+    assert [s for s, _ in seen_subprocess] == [s for s, _ in seen_in_process]
+    assert [v for _, v in seen_subprocess] == [float(np.float32(v)) for _, v in seen_in_process]
+    compared = [t for t in in_process if t in via_runner and not t.startswith("timing/")]
+    assert {"validation/accuracy", "train/loss", "train/reward"} <= set(compared)
+    for tag in compared:
+        assert via_runner[tag] == pytest.approx(in_process[tag], rel=1e-6, abs=1e-7), tag
+    # NeMo RL's layout in the job folder
+    assert (tmp_path / "job" / "logs" / "exp_001" / "tensorboard").is_dir()
+    assert (tmp_path / "job" / "checkpoints" / "step_12" / "training_info.json").is_file()
+    assert via_runner["val:accuracy"] == pytest.approx(in_process["validation/accuracy"])
+
+
+def test_embedded_script_refusing_its_config_is_a_failed_trial_with_the_reason(tmp_path):
+    cfg = tiny_recipe()
+    cfg.grpo.num_generations_per_prompt = 1  # GRPO needs at least two answers per prompt
+    with pytest.raises(NeMoRLRunError) as err:
+        run_nemo_rl_trial(cfg, embedded_runner(), tmp_path / "bad")
+    assert "exited with code 2" in str(err.value)
+    assert "error:" in str(err.value)
