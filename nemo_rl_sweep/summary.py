@@ -1,31 +1,301 @@
-"""The answer at the end of a sweep, printed: the best trial (or the Pareto front) and where files are."""
+"""The answer at the end of a sweep, printed: the best trial (or the Pareto front), the top trials, the
+failures with their reasons, the time spent, and where every file is.
+
+It is built from the ledger alone, so the same text comes out at the end of a sweep, from
+``python -m nemo_rl_sweep report`` on a finished study, and for a study that is still running.
+"""
 
 from __future__ import annotations
 
+import statistics
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
 import optuna
-from optuna.trial import TrialState
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep import ledger
+from nemo_rl_sweep.progress import (
+    PREFIX,
+    clean_text,
+    format_duration,
+    format_number,
+    short_names,
+)
 from nemo_rl_sweep.results import RESULTS_FILE, TRIALS_FILE, metric_names
 
+PLOTS_DIR = "plots"
+TOP_N = 5
+MAX_FAILURES_SHOWN = 10
 
-def print_summary(study: optuna.Study, sweep_dir: str | Path, storage_url: str) -> None:
-    trials = study.get_trials(deepcopy=False)
-    names = metric_names(study)
-    counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+
+def print_summary(
+    study: optuna.Study,
+    sweep_dir: str | Path,
+    storage_url: str,
+    *,
+    stream: TextIO | None = None,
+    top: int = TOP_N,
+) -> None:
+    """Print :func:`format_summary` (to stdout unless ``stream`` is given)."""
     print(
-        f"[sweep] done: {counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
-        f"{counts[TrialState.FAIL]} failed, study {study.study_name!r}"
+        format_summary(study, sweep_dir, storage_url, top=top),
+        file=stream or sys.stdout,
+        flush=True,
     )
-    if len(names) == 1 and counts[TrialState.COMPLETE]:
-        best = study.best_trial
-        print(f"[sweep] best trial {best.number}: {names[0]}={best.value:.6g}")
-        for key, value in best.params.items():
-            print(f"    {key}={value}")
-        if best.user_attrs.get(ledger.ATTR_JOB_DIR):
-            print(f"    job folder: {best.user_attrs[ledger.ATTR_JOB_DIR]}")
+
+
+def format_summary(
+    study: optuna.Study, sweep_dir: str | Path, storage_url: str, *, top: int = TOP_N
+) -> str:
+    """The whole summary as text: plain lines, no control characters."""
+    trials = study.get_trials(deepcopy=False)
     sweep_dir = Path(sweep_dir)
-    print(f"[sweep] results: {sweep_dir / RESULTS_FILE}, {sweep_dir / TRIALS_FILE}")
-    print(f"[sweep] ledger: {storage_url}")
+    lines = [_headline(study, trials)]
+    names = metric_names(study)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if len(study.directions) == 1:
+        if complete:
+            lines += _best_block(study, names[0], complete)
+            lines += _top_block(study, names[0], complete, top)
+        else:
+            lines.append("No trial completed yet, so there is no best trial.")
+    else:
+        lines += _pareto_block(study, trials)
+    lines += _running_block(trials)
+    lines += _failure_block(trials)
+    lines += _time_block(trials)
+    lines += _files_block(study, sweep_dir, storage_url)
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- blocks
+
+
+def _headline(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
+    counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+    strategy = study.user_attrs.get(ledger.STUDY_ATTR_STRATEGY)
+    objective = ", ".join(
+        f"{n} ({d.name.lower()})" for n, d in zip(metric_names(study), study.directions)
+    )
+    parts = [
+        f"{counts[TrialState.COMPLETE]} complete",
+        f"{counts[TrialState.PRUNED]} pruned",
+        f"{counts[TrialState.FAIL]} failed",
+    ]
+    if counts[TrialState.RUNNING]:
+        parts.append(f"{counts[TrialState.RUNNING]} running")
+    if counts[TrialState.WAITING]:
+        parts.append(f"{counts[TrialState.WAITING]} waiting")
+    return (
+        f"{PREFIX} study {study.study_name!r}"
+        + (f" ({strategy})" if strategy else "")
+        + f", objective {objective}: {len(trials)} trials, "
+        + ", ".join(parts)
+    )
+
+
+def _sorted_best(study: optuna.Study, complete: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    maximize = study.directions[0] == StudyDirection.MAXIMIZE
+    return sorted(complete, key=lambda t: (-t.value if maximize else t.value, t.number))
+
+
+def _best_block(study: optuna.Study, name: str, complete: Sequence[FrozenTrial]) -> list[str]:
+    best = _sorted_best(study, complete)[0]
+    lines = [f"Best trial {best.number}: {name} = {format_number(best.value)}"]
+    for key, value in best.params.items():
+        lines.append(f"  {key} = {value}")
+    metrics = best.user_attrs.get(ledger.ATTR_METRICS) or {}
+    others = {k: v for k, v in metrics.items() if k != name}
+    if others:
+        shown = ", ".join(f"{k}={format_number(v)}" for k, v in list(others.items())[:8])
+        more = f" (+{len(others) - 8} more in trials.csv)" if len(others) > 8 else ""
+        lines.append(f"  other metrics: {shown}{more}")
+    overrides = best.user_attrs.get(ledger.ATTR_OVERRIDES)
+    if overrides:
+        lines.append(f"  overrides: {' '.join(overrides)}")
+    if best.user_attrs.get(ledger.ATTR_JOB_DIR):
+        lines.append(f"  job folder: {best.user_attrs[ledger.ATTR_JOB_DIR]}")
+    return lines
+
+
+def _top_block(
+    study: optuna.Study, name: str, complete: Sequence[FrozenTrial], top: int
+) -> list[str]:
+    ranked = _sorted_best(study, complete)[:top]
+    if len(ranked) < 2:
+        return []
+    keys = _param_keys(ranked)
+    short = short_names(keys)
+    headers = ["rank", "trial", name] + [short[k] for k in keys] + ["time"]
+    rows = [
+        [str(i + 1), str(t.number), format_number(t.value)]
+        + [format_number(t.params[k]) if k in t.params else "-" for k in keys]
+        + [format_duration(trial_duration(t))]
+        for i, t in enumerate(ranked)
+    ]
+    return [f"Top {len(ranked)} of {len(complete)} complete trials by {name}:"] + table(
+        headers, rows
+    )
+
+
+def _pareto_block(study: optuna.Study, trials: Sequence[FrozenTrial]) -> list[str]:
+    """The front, as the Pareto results module prints it when it is there; else a plain table."""
+    try:
+        from nemo_rl_sweep import pareto_results  # written with the pareto strategy
+    except ImportError:
+        pareto_results = None
+    formatter = getattr(pareto_results, "format_pareto_table", None) if pareto_results else None
+    if formatter is not None:
+        try:
+            text = formatter(study)
+            if text:
+                return str(text).splitlines()
+        except Exception as exc:  # the summary must come out; say why the table did not
+            return [f"(Pareto table unavailable: {clean_text(exc, 200)})"]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return ["No trial completed yet, so there is no Pareto front."]
+    front = sorted(study.best_trials, key=lambda t: t.values[0])
+    names = metric_names(study)
+    keys = _param_keys(front)
+    short = short_names(keys)
+    headers = ["trial"] + names + [short[k] for k in keys]
+    rows = [
+        [str(t.number)]
+        + [format_number(v) for v in t.values]
+        + [format_number(t.params[k]) if k in t.params else "-" for k in keys]
+        for t in front
+    ]
+    return [f"Pareto front: {len(front)} of {len(complete)} complete trials"] + table(headers, rows)
+
+
+def _running_block(trials: Sequence[FrozenTrial]) -> list[str]:
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    if not running:
+        return []
+    return [
+        f"Running ({len(running)}): "
+        + ", ".join(f"trial {t.number} {' '.join(_overrides(t))}".strip() for t in running[:10])
+        + (" ..." if len(running) > 10 else "")
+    ]
+
+
+def _failure_block(trials: Sequence[FrozenTrial]) -> list[str]:
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if not failed:
+        return []
+    lines = [f"Failures ({len(failed)} of {len(trials)} trials):"]
+    for t in failed[:MAX_FAILURES_SHOWN]:
+        reason = clean_text(t.user_attrs.get(ledger.ATTR_FAIL_REASON, "no reason recorded"), 240)
+        rerun = " (re-run: its sweeper stopped)" if t.user_attrs.get(ledger.ATTR_STALE) else ""
+        lines.append(f"  trial {t.number}{rerun}: {reason}")
+        if t.user_attrs.get(ledger.ATTR_JOB_DIR):
+            lines.append(f"    job folder: {t.user_attrs[ledger.ATTR_JOB_DIR]}")
+    if len(failed) > MAX_FAILURES_SHOWN:
+        lines.append(f"  ... and {len(failed) - MAX_FAILURES_SHOWN} more (see {TRIALS_FILE})")
+    return lines
+
+
+def _time_block(trials: Sequence[FrozenTrial]) -> list[str]:
+    durations = [d for d in (trial_duration(t) for t in trials) if d is not None]
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    if not durations or not starts or not ends:
+        return []
+    wall = (max(ends) - min(starts)).total_seconds()
+    return [
+        f"Time: {format_duration(wall)} from the first trial's start to the last one's end; "
+        f"{format_duration(sum(durations))} of trial time in all; per trial "
+        f"mean {format_duration(statistics.fmean(durations))}, "
+        f"median {format_duration(statistics.median(durations))}, "
+        f"min {format_duration(min(durations))}, max {format_duration(max(durations))}"
+    ]
+
+
+def _files_block(study: optuna.Study, sweep_dir: Path, storage_url: str) -> list[str]:
+    rows = [["sweep folder", str(sweep_dir)]]
+    for label, name in (("answer", RESULTS_FILE), ("every trial", TRIALS_FILE)):
+        if (sweep_dir / name).exists():
+            rows.append([label, str(sweep_dir / name)])
+    for path in sorted(sweep_dir.glob("pareto*")):
+        rows.append(["Pareto front", str(path)])
+    plots = sweep_dir / PLOTS_DIR
+    if plots.is_dir():
+        if (plots / "index.html").is_file():
+            rows.append(["plots (HTML)", str(plots / "index.html")])
+        pictures = sorted(p.stem for p in plots.glob("*.png"))
+        if pictures:
+            rows.append(["plots (PNG)", f"{plots}/{{{','.join(pictures)}}}.png"])
+    rows.append(["trial folders", f"{sweep_dir}/<job number>/ (config, log, metrics.json)"])
+    rows.append(["ledger", f"{storage_url} (study {study.study_name!r})"])
+    rows.append(["dashboard", f"optuna-dashboard {storage_url}"])
+    again = (
+        str(sweep_dir)
+        if (sweep_dir / RESULTS_FILE).is_file()
+        else f"{storage_url} --study {study.study_name}"
+    )
+    rows.append(["this summary", f"python -m nemo_rl_sweep report {again}"])
+    return ["Files:"] + table(None, rows, limit=None)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def trial_duration(t: FrozenTrial) -> float | None:
+    """The job's own duration when the sweeper measured it, else the ledger's start-to-end time."""
+    if ledger.ATTR_DURATION in t.user_attrs:
+        try:
+            return float(t.user_attrs[ledger.ATTR_DURATION])
+        except (TypeError, ValueError):
+            pass
+    if t.datetime_start and t.datetime_complete:
+        return (t.datetime_complete - t.datetime_start).total_seconds()
+    return None
+
+
+def table(
+    headers: Sequence[str] | None,
+    rows: Sequence[Sequence[str]],
+    indent: str = "  ",
+    limit: int | None = 120,
+) -> list[str]:
+    """Columns padded to their widest cell; numbers are right-aligned, words left-aligned."""
+    cells = ([list(headers)] if headers else []) + [[clean_text(c, limit) for c in r] for r in rows]
+    if not cells:
+        return []
+    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(len(cells[0]))]
+    numeric = [
+        all(_looks_numeric(r[i]) for r in cells[1 if headers else 0 :] if i < len(r))
+        for i in range(len(widths))
+    ]
+    out = []
+    for r in cells:
+        padded = [(c.rjust(w) if num else c.ljust(w)) for c, w, num in zip(r, widths, numeric)]
+        out.append((indent + "  ".join(padded)).rstrip())
+    return out
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return text in ("-",)
+
+
+def _param_keys(trials: Sequence[FrozenTrial]) -> list[str]:
+    keys: list[str] = []
+    for t in trials:
+        for k in t.params:
+            if k not in keys:
+                keys.append(k)
+    return keys
+
+
+def _overrides(t: FrozenTrial) -> list[str]:
+    value: Any = t.user_attrs.get(ledger.ATTR_OVERRIDES) or []
+    return [str(v) for v in value]
