@@ -33,6 +33,7 @@ _SETTINGS = (
     "sampler",
     "pruner",
     "enqueue",
+    "warm_start_from",
 )
 
 
@@ -125,8 +126,10 @@ class NemoRLSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self._storage_url, self._study_name = sweep.storage_url, sweep.study_name
         result = sweep.run()
+        from nemo_rl_sweep.plots import write_plots
         from nemo_rl_sweep.summary import print_summary
 
+        write_plots(result.study, result.sweep_dir)  # never raises; a failed plot is one line
         print_summary(result.study, result.sweep_dir, result.storage_url)
         return result
 
@@ -150,6 +153,7 @@ class NemoRLSweeper(Sweeper):
                     "is not a key of the trial config",
                     f"check the spelling, or write +{key} to add it",
                 )
+        _check_metrics(self.config, self.settings.get("metric"))
         assert self.hydra_context is not None
         for overrides in first_trials:
             try:
@@ -199,6 +203,23 @@ class NemoRLSweeper(Sweeper):
 
 
 _ABSENT = object()
+
+
+def _check_metrics(config: DictConfig, metric: Any) -> None:
+    """A trainer that lists what it reports (``trainer.metrics``) lets us refuse a typo up front."""
+    from nemo_rl_sweep.errors import SweepConfigError
+
+    reported = OmegaConf.select(config, "trainer.metrics", default=None)
+    if reported is None:
+        return
+    names = [metric] if isinstance(metric, str) else list(_container(metric) or [])
+    for name in names:
+        if name not in reported:
+            raise SweepConfigError(
+                "hydra.sweeper.metric",
+                f"{name!r} is not reported by trainer {OmegaConf.select(config, 'trainer.name')}",
+                "use one of " + ", ".join(str(m) for m in reported),
+            )
 
 
 def _job_dir(ret: Any) -> str | None:

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> dict:
     if cfg.mode == "raise" or (cfg.mode == "raise_if_big" and cfg.x > cfg.fail_above):
         raise RuntimeError(f"boom at x={cfg.x}")
-    if cfg.mode == "nan":
+    if cfg.mode == "give_nan":
         return {"score": math.nan}
     value = -((cfg.x - 0.3) ** 2) - (cfg.y - 2) ** 2 + (0.5 if cfg.opt == "b" else 0.0)
     with open(os.path.join(os.getcwd(), "ran.txt") if cfg.mark else os.devnull, "a") as fh:
