@@ -108,7 +108,7 @@ def test_an_exception_from_on_validation_stops_training():
             raise Stop
 
     with pytest.raises(Stop):
-        train(recipe(), on_validation=stop_at_20, on_step=lambda step, m: steps.append(step))
+        train(recipe(), on_validation=stop_at_20, on_step=lambda step, m, run: steps.append(step))
     assert steps == list(range(1, 20))  # step 20's own on_step never ran, nor any later step
 
 
@@ -153,6 +153,16 @@ def test_adamw_matches_torch_optim_adamw():
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_resuming_from_a_saved_state_gives_the_uninterrupted_numbers():
+    states = {}
+    train(
+        recipe(**{"grpo.max_num_steps": 10}),
+        on_step=lambda step, m, run: states.update({step: run.state_dict()}),
+    )
+    cfg = recipe(**{"grpo.max_num_steps": 20})
+    assert deterministic(train(cfg, resume_from=states[10])) == deterministic(train(cfg))
+
+
 def test_missing_or_bad_keys_name_the_key():
     cfg = OmegaConf.to_container(recipe(), resolve=True)
     del cfg["loss_fn"]["ratio_clip_min"]
@@ -182,7 +192,7 @@ def _script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
 
 
-def test_script_writes_nemo_rl_layout_with_the_in_process_numbers(tmp_path):
+def test_script_writes_nemo_rl_layout_resumes_and_matches_in_process_numbers(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     # a child recipe that inherits the tiny one through NeMo RL's `defaults:`
@@ -198,38 +208,38 @@ def test_script_writes_nemo_rl_layout_with_the_in_process_numbers(tmp_path):
         "checkpointing.save_period=10",
         "+data.note=added",  # `+` adds a key the recipe lacks
     ]
-    done = _script(*args, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "Step 20/20" in done.stdout
+    first = _script(*args, "grpo.max_num_steps=10", cwd=tmp_path)  # stops at step 10
+    assert first.returncode == 0, first.stderr
+    assert "Step 10/10" in first.stdout
+    second = _script(*args, cwd=tmp_path)  # a relaunch resumes from step_10, as NeMo RL does
+    assert second.returncode == 0, second.stderr
+    assert "Resuming from checkpoint" in second.stdout and "Step 11/20" in second.stdout
+    assert "Step 10/20" not in second.stdout
 
     expected = train(
         recipe(
             **{"grpo.max_num_steps": 20, "grpo.val_period": 5, "policy.optimizer.kwargs.lr": 1e-2}
         )
     )
-    events = EventAccumulator(str(logs / "exp_001" / "tensorboard"))
-    events.Reload()
-    tags = set(events.Tags()["scalars"])
-    assert {
-        "validation/accuracy",
-        "train/loss",
-        "train/reward",
-        "timing/train/total_step_time",
-    } <= tags
-    accuracy = events.Scalars("validation/accuracy")
+    accuracy, rewards = [], []
+    for exp in ("exp_001", "exp_002"):  # one experiment folder per launch
+        events = EventAccumulator(str(logs / exp / "tensorboard"))
+        events.Reload()
+        tags = set(events.Tags()["scalars"])
+        assert {"validation/accuracy", "train/loss", "train/reward"} <= tags
+        assert "timing/train/total_step_time" in tags
+        accuracy += events.Scalars("validation/accuracy")
+        rewards += events.Scalars("train/reward")
+        last_loss = events.Scalars("train/loss")[-1].value
     assert [e.step for e in accuracy] == [5, 10, 15, 20]
+    assert [e.step for e in rewards] == list(range(1, 21))
     assert accuracy[-1].value == pytest.approx(expected["validation/accuracy"], abs=1e-6)
-    assert events.Scalars("train/loss")[-1].value == pytest.approx(expected["train/loss"], abs=1e-6)
-    assert len(events.Scalars("train/reward")) == 20
+    assert last_loss == pytest.approx(expected["train/loss"], abs=1e-6)
 
     assert sorted(p.name for p in ckpts.iterdir()) == ["step_10", "step_20"]
     info = json.loads((ckpts / "step_20" / "training_info.json").read_text())
-    assert info["step"] == 20
+    assert info["step"] == 20 and info["consumed_samples"] == 20 * 8 * 8
     assert info["val:accuracy"] == pytest.approx(expected["validation/accuracy"])
-
-    again = _script(*args, cwd=tmp_path)  # a second launch gets the next experiment folder
-    assert again.returncode == 0, again.stderr
-    assert (logs / "exp_002" / "tensorboard").is_dir()
 
 
 def test_script_refuses_an_unknown_key_before_training(tmp_path):

@@ -80,9 +80,10 @@ def clipped_policy_loss(
 class _PromptStream:
     """Shuffled passes over the training pool, like NeMo RL's epoch-based dataloader."""
 
-    def __init__(self, pool: torch.Tensor, generator: torch.Generator) -> None:
-        self.pool, self.generator = pool, generator
-        self.order, self.pos = torch.randperm(len(pool), generator=generator), 0
+    def __init__(self, pool: torch.Tensor, seed: int) -> None:
+        self.pool = pool
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order, self.pos = torch.randperm(len(pool), generator=self.generator), 0
 
     def take(self, n: int) -> torch.Tensor:
         rows = []
@@ -94,26 +95,145 @@ class _PromptStream:
             self.pos, n = self.pos + k, n - k
         return self.pool[torch.cat(rows)]
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"order": self.order, "pos": self.pos, "rng": self.generator.get_state()}
 
-def validate(policy: TinyPolicy, task: DigitTask, val: torch.Tensor, temperature: float, gen):
-    """Share of held-out prompts answered exactly right."""
-    answers = policy.generate(val, temperature, gen)
-    return float(task.reward(val, answers).mean())
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.order, self.pos = state["order"], int(state["pos"])
+        self.generator.set_state(state["rng"])
+
+
+class GRPORun:
+    """One GRPO run's whole state: policy, frozen reference, optimizer, data and sampling streams.
+
+    ``state_dict``/``load_state_dict`` cover everything that decides the numbers, so a run resumed
+    from a checkpoint continues exactly as the uninterrupted run would have.
+    """
+
+    def __init__(self, settings: GRPOSettings) -> None:
+        s = self.settings = settings
+        self.task = DigitTask(s.task, s.vocab_size, s.prompt_length, s.answer_length)
+        pool, self.val_prompts = self.task.split(s.max_val_samples, s.data_seed)
+        torch.manual_seed(s.seed)
+        self.policy = TinyPolicy(
+            s.vocab_size, s.prompt_length, s.answer_length, s.hidden_size, s.num_hidden_layers
+        )
+        self.reference = copy.deepcopy(self.policy).requires_grad_(False)
+        self.optimizer = AdamW(
+            self.policy.parameters(), s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay
+        )
+        self.sampling = torch.Generator().manual_seed(s.seed + 1)
+        self.prompts = _PromptStream(pool, s.seed + 2)
+        self.step = 0
+        self.best_accuracy = -math.inf
+        self.last: dict[str, float] = {}
+        self.step_times: list[float] = []
+        self.tokens_per_step = (
+            s.num_prompts_per_step * s.num_generations_per_prompt * s.answer_length
+        )
+
+    def validate(self) -> dict[str, float]:
+        """Accuracy on the held-out prompts at ``val_temperature`` (0 = greedy)."""
+        s = self.settings
+        gen = torch.Generator().manual_seed(s.seed + 3 + self.step)
+        answers = self.policy.generate(self.val_prompts, s.val_temperature, gen)
+        accuracy = float(self.task.reward(self.val_prompts, answers).mean())
+        self.best_accuracy = max(self.best_accuracy, accuracy)
+        metrics = {"validation/accuracy": accuracy, "validation/best_accuracy": self.best_accuracy}
+        self.last.update(metrics)
+        return metrics
+
+    def train_step(self) -> dict[str, float]:
+        """One GRPO step (generation, reward, advantages, mini-batch updates); its metrics."""
+        s, policy, group = self.settings, self.policy, self.settings.num_generations_per_prompt
+        start = time.perf_counter()
+        self.step += 1
+        prompts = self.prompts.take(s.num_prompts_per_step).repeat_interleave(group, dim=0)
+        answers = policy.generate(prompts, s.temperature, self.sampling)
+        rewards = self.task.reward(prompts, answers)
+        advantages = group_advantages(rewards.view(-1, group), s).reshape(-1)
+        with torch.no_grad():
+            old = policy.token_logprobs(prompts, answers, s.temperature)
+            ref = self.reference.token_logprobs(prompts, answers, s.temperature)
+        losses, kls, grad_norms, clip_fracs = [], [], [], []
+        for idx in torch.arange(len(prompts)).split(s.train_global_batch_size):
+            cur = policy.token_logprobs(prompts[idx], answers[idx], s.temperature)
+            pg = clipped_policy_loss(cur, old[idx], advantages[idx], s)
+            kl = kl_to_reference(cur, ref[idx], s)
+            loss = (pg + s.kl_penalty * kl).mean()
+            self.optimizer.zero_grad()
+            loss.backward()
+            grad_norms.append(clip_grad_norm(policy.parameters(), s.max_grad_norm))
+            self.optimizer.step()
+            ratio = torch.exp(cur.detach() - old[idx])
+            clipped = (ratio < 1 - s.ratio_clip_min) | (ratio > 1 + s.ratio_clip_max)
+            losses.append(float(loss.detach()))
+            kls.append(float(kl.detach().mean()))
+            clip_fracs.append(float(clipped.float().mean()))
+        step_time = time.perf_counter() - start
+        self.step_times.append(step_time)
+        metrics = {
+            "train/loss": sum(losses) / len(losses),
+            "train/reward": float(rewards.mean()),
+            "train/kl_penalty": sum(kls) / len(kls),
+            "train/grad_norm": sum(grad_norms) / len(grad_norms),
+            "train/clip_fraction": sum(clip_fracs) / len(clip_fracs),
+            "train/lr": s.lr,
+            "train/tokens_generated": float(self.tokens_per_step),
+            "timing/train/total_step_time": step_time,
+        }
+        if not all(math.isfinite(v) for v in metrics.values()):
+            raise FloatingPointError(f"non-finite training metrics at step {self.step}: {metrics}")
+        self.last.update(metrics)
+        return metrics
+
+    def summary(self) -> dict[str, float]:
+        """The run's result: last value of every metric, mean step time, total tokens."""
+        result = dict(self.last)
+        if self.step_times:
+            result["timing/train/total_step_time"] = sum(self.step_times) / len(self.step_times)
+        result["train/total_tokens_generated"] = float(self.tokens_per_step * self.step)
+        return result
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampling_rng": self.sampling.get_state(),
+            "prompts": self.prompts.state_dict(),
+            "best_accuracy": self.best_accuracy,
+            "last": dict(self.last),
+            "step_times": list(self.step_times),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampling.set_state(state["sampling_rng"])
+        self.prompts.load_state_dict(state["prompts"])
+        self.best_accuracy = float(state["best_accuracy"])
+        self.last = dict(state["last"])
+        self.step_times = list(state["step_times"])
 
 
 def train(
     cfg: Mapping[str, Any],
     on_validation: StepHook | None = None,
     *,
-    on_step: StepHook | None = None,
+    on_step: Callable[[int, dict[str, float], GRPORun], None] | None = None,
+    resume_from: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run GRPO on the recipe ``cfg`` (NeMo RL key layout) and return its final metrics.
 
     ``on_validation(step, metrics)`` runs after every validation with that validation's metrics;
-    whatever it raises (e.g. ``optuna.TrialPruned``) stops training and propagates. ``on_step(step,
-    metrics)`` runs after every step with everything logged at that step (train, timing, and
-    validation when it ran); the NeMo RL-layout script writes TensorBoard and checkpoints from it.
-    Steps count from 1, as in NeMo RL; a validation before training (``grpo.val_at_start``) is step 0.
+    whatever it raises (e.g. ``optuna.TrialPruned``) stops training and propagates. Steps count
+    from 1, as in NeMo RL; a validation before training (``grpo.val_at_start``) is step 0.
+
+    For the NeMo RL-layout script: ``on_step(step, metrics, run)`` runs after every step with
+    everything logged at that step (train, timing, and validation when it ran) and the
+    :class:`GRPORun` (for checkpoints); ``resume_from`` is a ``GRPORun.state_dict()`` to continue.
 
     Returns the last value of each logged metric, plus ``validation/best_accuracy``, the mean
     ``timing/train/total_step_time`` and ``train/total_tokens_generated`` (the run's cost).
@@ -124,10 +244,36 @@ def train(
     torch.set_num_threads(1)
     _set_deterministic(True)
     try:
-        return _train(settings, on_validation, on_step)
+        run = GRPORun(settings)
+        if resume_from is not None:
+            run.load_state_dict(resume_from)
+        return _loop(run, on_validation, on_step)
     finally:
         torch.set_num_threads(threads)
         _set_deterministic(deterministic)
+
+
+def _loop(run: GRPORun, on_validation, on_step) -> dict[str, float]:
+    s = run.settings
+
+    def validate() -> dict[str, float]:
+        metrics = run.validate()
+        if on_validation is not None:
+            on_validation(run.step, dict(metrics))
+        return metrics
+
+    if s.val_at_start and run.step == 0:
+        metrics = validate()
+        if on_step is not None:
+            on_step(0, metrics, run)
+    while run.step < s.max_num_steps:
+        metrics = run.train_step()
+        periodic = s.val_period > 0 and run.step % s.val_period == 0
+        if periodic or (s.val_at_end and run.step == s.max_num_steps):
+            metrics.update(validate())
+        if on_step is not None:
+            on_step(run.step, metrics, run)
+    return run.summary()
 
 
 def _set_deterministic(on: bool) -> None:
@@ -141,90 +287,3 @@ def _set_deterministic(on: bool) -> None:
         torch.use_deterministic_algorithms(on)
     else:
         setter(on)
-
-
-def _train(s: GRPOSettings, on_validation: StepHook | None, on_step: StepHook | None):
-    task = DigitTask(s.task, s.vocab_size, s.prompt_length, s.answer_length)
-    pool, val = task.split(s.max_val_samples, s.data_seed)
-    torch.manual_seed(s.seed)
-    policy = TinyPolicy(
-        s.vocab_size, s.prompt_length, s.answer_length, s.hidden_size, s.num_hidden_layers
-    )
-    reference = copy.deepcopy(policy).requires_grad_(False)
-    optimizer = AdamW(
-        policy.parameters(), lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay
-    )
-    gen = torch.Generator().manual_seed(s.seed + 1)
-    val_gen = torch.Generator()
-    prompts_stream = _PromptStream(pool, torch.Generator().manual_seed(s.seed + 2))
-    group = s.num_generations_per_prompt
-    tokens_per_step = s.num_prompts_per_step * group * s.answer_length
-    last: dict[str, float] = {}
-    step_times: list[float] = []
-    best = -math.inf
-
-    def run_validation(step: int) -> dict[str, float]:
-        nonlocal best
-        val_gen.manual_seed(s.seed + 3 + step)
-        accuracy = validate(policy, task, val, s.val_temperature, val_gen)
-        best = max(best, accuracy)
-        metrics = {"validation/accuracy": accuracy, "validation/best_accuracy": best}
-        last.update(metrics)
-        if on_validation is not None:
-            on_validation(step, dict(metrics))
-        return metrics
-
-    if s.val_at_start:
-        metrics = run_validation(0)
-        if on_step is not None:
-            on_step(0, metrics)
-
-    for step in range(1, s.max_num_steps + 1):
-        start = time.perf_counter()
-        prompts = prompts_stream.take(s.num_prompts_per_step).repeat_interleave(group, dim=0)
-        answers = policy.generate(prompts, s.temperature, gen)
-        rewards = task.reward(prompts, answers)
-        advantages = group_advantages(rewards.view(-1, group), s).reshape(-1)
-        with torch.no_grad():
-            old = policy.token_logprobs(prompts, answers, s.temperature)
-            ref = reference.token_logprobs(prompts, answers, s.temperature)
-        losses, kls, grad_norms, clip_fracs = [], [], [], []
-        for idx in torch.arange(len(prompts)).split(s.train_global_batch_size):
-            cur = policy.token_logprobs(prompts[idx], answers[idx], s.temperature)
-            pg = clipped_policy_loss(cur, old[idx], advantages[idx], s)
-            kl = kl_to_reference(cur, ref[idx], s)
-            loss = (pg + s.kl_penalty * kl).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            grad_norms.append(clip_grad_norm(policy.parameters(), s.max_grad_norm))
-            optimizer.step()
-            ratio = torch.exp(cur.detach() - old[idx])
-            clipped = (ratio < 1 - s.ratio_clip_min) | (ratio > 1 + s.ratio_clip_max)
-            losses.append(float(loss.detach()))
-            kls.append(float(kl.detach().mean()))
-            clip_fracs.append(float(clipped.float().mean()))
-        step_time = time.perf_counter() - start
-        step_times.append(step_time)
-        metrics = {
-            "train/loss": sum(losses) / len(losses),
-            "train/reward": float(rewards.mean()),
-            "train/kl_penalty": sum(kls) / len(kls),
-            "train/grad_norm": sum(grad_norms) / len(grad_norms),
-            "train/clip_fraction": sum(clip_fracs) / len(clip_fracs),
-            "train/lr": s.lr,
-            "train/tokens_generated": float(tokens_per_step),
-            "timing/train/total_step_time": step_time,
-        }
-        if not all(math.isfinite(v) for v in metrics.values()):
-            raise FloatingPointError(f"non-finite training metrics at step {step}: {metrics}")
-        last.update(metrics)
-        periodic = s.val_period > 0 and step % s.val_period == 0
-        if periodic or (s.val_at_end and step == s.max_num_steps):
-            metrics.update(run_validation(step))
-        if on_step is not None:
-            on_step(step, metrics)
-
-    result = dict(last)
-    result["timing/train/total_step_time"] = sum(step_times) / len(step_times)
-    result["train/total_tokens_generated"] = float(tokens_per_step * s.max_num_steps)
-    return result

@@ -7,7 +7,8 @@ writes the same files with the same tags, so a sweep over it exercises that runn
 - ``next_experiment_dir``: NeMo RL's rule, a new ``exp_NNN`` per launch (one more than the highest).
 - Scalars: ``SummaryWriter.add_scalar(tag, value, step)`` with NeMo RL's tags (``train/loss``,
   ``validation/accuracy``, ``timing/train/total_step_time``, ...).
-- Checkpoints: every ``checkpointing.save_period`` steps and at the last step, written to
+- Checkpoints: every ``checkpointing.save_period`` steps and at the last step (the trainer state in
+  ``trainer_state.pt``, from which a relaunch in the same folder resumes, as NeMo RL does), written to
   ``tmp_step_N`` then renamed to ``step_N`` (a reader never sees half a checkpoint); the
   ``training_info.json`` holds ``step`` and the metrics as NeMo RL names them (``val:accuracy``,
   ``train:loss``); only the best ``keep_top_k`` by ``checkpointing.metric_name`` are kept, and
@@ -20,10 +21,11 @@ import json
 import math
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+STATE_FILE = "trainer_state.pt"
 _EXP = re.compile(r"exp_(\d+)$")
 _STEP = re.compile(r"step_(\d+)$")
 
@@ -43,6 +45,26 @@ def checkpoint_key(tag: str) -> str:
     if prefix == "validation":
         return f"val:{name}"
     return f"{prefix}:{name}" if name else tag
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The finished ``step_N`` with the highest N that holds a trainer state, and its info."""
+    found = []
+    for folder in Path(checkpoint_dir).glob("step_*"):
+        match = _STEP.search(folder.name)
+        if match and (folder / STATE_FILE).is_file() and (folder / "training_info.json").is_file():
+            found.append((int(match.group(1)), folder))
+    if not found:
+        return None
+    folder = max(found)[1]
+    return folder, json.loads((folder / "training_info.json").read_text())
+
+
+def load_state(folder: Path) -> dict[str, Any]:
+    """The trainer state saved in checkpoint ``folder``."""
+    import torch
+
+    return torch.load(folder / STATE_FILE, weights_only=True)
 
 
 class TensorBoardScalars:
@@ -76,21 +98,35 @@ class CheckpointWriter:
         self.max_num_steps = max_num_steps
         self.latest: dict[str, float] = {}
 
-    def on_step(self, step: int, metrics: Mapping[str, float], extra: Mapping[str, Any]) -> None:
-        """Remember this step's numbers; save when the step is due."""
+    def on_step(
+        self,
+        step: int,
+        metrics: Mapping[str, float],
+        extra: Mapping[str, Any],
+        state: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> Path | None:
+        """Remember this step's numbers; save when the step is due (``state()`` gives the
+        trainer state to store with it). Returns the checkpoint folder when one was written."""
         self.latest.update(
             {checkpoint_key(k): float(v) for k, v in metrics.items() if not k.startswith("timing/")}
         )
         periodic = self.save_period > 0 and step % self.save_period == 0
         if step > 0 and (periodic or step == self.max_num_steps):
-            self.save(step, extra)
+            return self.save(step, extra, None if state is None else state())
+        return None
 
-    def save(self, step: int, extra: Mapping[str, Any]) -> Path:
+    def save(
+        self, step: int, extra: Mapping[str, Any], state: Mapping[str, Any] | None = None
+    ) -> Path:
         info = {"step": step, **extra, **self.latest}
         tmp = self.folder / f"tmp_step_{step}"
         final = self.folder / f"step_{step}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        if state is not None:
+            import torch
+
+            torch.save(dict(state), tmp / STATE_FILE)
         (tmp / "training_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)

@@ -35,6 +35,18 @@ class AdamW:
         for p in self.params:
             p.grad = None
 
+    def state_dict(self) -> dict:
+        """The moments and step count (the hyperparameters come from the recipe)."""
+        return {"steps": self.steps, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+        for mine, saved in zip(
+            self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"], strict=True
+        ):
+            mine.copy_(saved)
+
     @torch.no_grad()
     def step(self) -> None:
         self.steps += 1

@@ -9,7 +9,8 @@ tested end to end with a real subprocess, no GPU and no NeMo RL needed::
         policy.optimizer.kwargs.lr=1e-2 logger.log_dir=/tmp/run/logs
 
 Overrides use Hydra's grammar on a struct config: an unknown key is an error unless written
-``+key=`` / ``++key=``. The YAML may use NeMo RL's ``defaults:`` inheritance. It prints one progress
+``+key=`` / ``++key=``. The YAML may use NeMo RL's ``defaults:`` inheritance. Like NeMo RL it
+resumes from the latest ``step_N`` checkpoint in its checkpoint folder. It prints one progress
 line per step, writes TensorBoard scalars under ``<logger.log_dir>/exp_NNN/tensorboard/`` (when
 ``logger.tensorboard_enabled``) and ``<checkpointing.checkpoint_dir>/step_N/training_info.json``
 (when ``checkpointing.enabled``), and exits non-zero on any error (2 for bad configuration).
@@ -69,6 +70,8 @@ def run(config: dict[str, Any]) -> dict[str, float]:
     from nemo_rl_sweep.trainer.nemo_rl_layout import (
         CheckpointWriter,
         TensorBoardScalars,
+        latest_checkpoint,
+        load_state,
         next_experiment_dir,
     )
     from nemo_rl_sweep.trainer.settings import GRPOSettings
@@ -80,22 +83,30 @@ def run(config: dict[str, Any]) -> dict[str, float]:
         exp_dir = next_experiment_dir(logger.get("log_dir") or "logs")
         scalars = TensorBoardScalars(exp_dir)
         print(f"TensorBoard events: {scalars.folder}", flush=True)
-    checkpoints = None
+    checkpoints, resume_from = None, None
     if checkpointing.get("enabled"):
         checkpoints = CheckpointWriter(checkpointing, settings.max_num_steps)
         print(f"Checkpoints: {checkpoints.folder}", flush=True)
+        found = latest_checkpoint(checkpoints.folder)
+        if found is not None:
+            folder, info = found
+            resume_from = load_state(folder)
+            checkpoints.latest.update(
+                {k: v for k, v in info.items() if ":" in k and isinstance(v, (int, float))}
+            )
+            print(f"Resuming from checkpoint {folder} (step {resume_from['step']})", flush=True)
     rollouts = settings.num_prompts_per_step * settings.num_generations_per_prompt
 
-    def on_step(step: int, metrics: dict[str, float]) -> None:
+    def on_step(step: int, metrics: dict[str, float], run: Any) -> None:
         if scalars is not None:
             scalars.log(step, metrics)
         if checkpoints is not None:
             extra = {"total_steps": step, "consumed_samples": step * rollouts}
-            checkpoints.on_step(step, metrics, extra)
+            checkpoints.on_step(step, metrics, extra, run.state_dict)
         print(_progress(step, settings.max_num_steps, metrics), flush=True)
 
     try:
-        return train(config, on_step=on_step)
+        return train(config, on_step=on_step, resume_from=resume_from)
     finally:
         if scalars is not None:
             scalars.close()
