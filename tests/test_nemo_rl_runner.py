@@ -40,6 +40,11 @@ SCRIPT = textwrap.dedent(
     print("cwd=" + os.getcwd(), "lr=" + str(cfg["policy"]["optimizer"]["kwargs"]["lr"]), flush=True)
     with open(os.path.join(os.path.dirname(args.config), "pid"), "w") as f:
         f.write(str(os.getpid()))
+    if cfg.get("wait_after_validation"):
+        import subprocess  # a child of the script, as NeMo RL's Ray workers are
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        with open(os.path.join(os.path.dirname(args.config), "child_pid"), "w") as f:
+            f.write(str(child.pid))
     log_dir = os.path.join(cfg["logger"]["log_dir"], "exp_001", "tensorboard")
     writer = EventFileWriter(log_dir)  # what torch's SummaryWriter (NeMo RL's logger) writes with
 
@@ -63,12 +68,7 @@ SCRIPT = textwrap.dedent(
             with open(os.path.join(ckpt, "training_info.json"), "w") as f:
                 json.dump({{"step": step, "val:accuracy": acc, "note": "text"}}, f)
             if cfg.get("wait_after_validation"):
-                # a long run: only a stop from outside ends it early
-                import subprocess
-                child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-                with open(os.path.join(os.path.dirname(args.config), "child_pid"), "w") as f:
-                    f.write(str(child.pid))
-                time.sleep(600)
+                time.sleep(600)  # a long run: only a stop from outside ends it early
     writer.close()
     for i in range(30):
         print("line", i, flush=True)
@@ -343,3 +343,18 @@ def test_embedded_script_refusing_its_config_is_a_failed_trial_with_the_reason(t
         run_nemo_rl_trial(cfg, embedded_runner(), tmp_path / "bad")
     assert "exited with code 2" in str(err.value)
     assert "error:" in str(err.value)
+
+
+def test_objective_defaults_to_the_sweeps_metric_and_direction(checkout):
+    from nemo_rl_sweep.nemo_rl.runner import RunnerSettings
+
+    settings = {**runner(checkout), "objective": {"tag": None, "reduce": "best"}}
+    sft = RunnerSettings.from_cfg(settings, "validation/val_loss", "minimize").objective
+    assert (sft.tags, sft.higher_is_better) == (("validation/val_loss",), False)
+    alone = RunnerSettings.from_cfg(settings).objective
+    assert (alone.tags, alone.higher_is_better) == (("validation/accuracy",), True)
+    two = {**runner(checkout), "objective": {"tag": None}}
+    pareto = RunnerSettings.from_cfg(two, ["validation/accuracy", "train/loss"], ["max", "min"])
+    assert pareto.objective.tags == ("validation/accuracy", "train/loss")
+    with pytest.raises(SweepConfigError, match="single objective"):
+        RunnerSettings.from_cfg(settings, ["validation/accuracy", "train/loss"], "maximize")

@@ -20,9 +20,10 @@ last lines of the job's log.
   ``command`` ends with ``-m``.
 - ``command``: what runs the script, e.g. ``[uv, run, python]``, ``[python]``, ``[python, -m]``;
   empty or null means this interpreter.
-- ``objective``: ``tag`` (str or list; the TensorBoard tag(s) or ``training_info.json`` key(s)),
-  ``source`` (``tensorboard`` | ``training_info``), ``reduce`` (``last`` | ``best``),
-  ``higher_is_better`` (for ``best``).
+- ``objective``: ``tag`` (str or list; the TensorBoard tag(s) or ``training_info.json`` key(s);
+  null = the sweep's ``hydra.sweeper.metric``, else ``validation/accuracy``), ``source``
+  (``tensorboard`` | ``training_info``), ``reduce`` (``last`` | ``best``), ``higher_is_better``
+  (for ``best``; null = from ``hydra.sweeper.direction``, else true).
 - optional: ``extra_args`` (list appended to the command), ``env`` (mapping added to the
   environment), ``poll_interval_s`` (default 5), ``kill_grace_s`` (default 30),
   ``exclude_keys`` (top-level keys of ``cfg`` that are not recipe keys; default ``[trainer]``),
@@ -76,9 +77,15 @@ class Objective:
     higher_is_better: bool = True
 
     @classmethod
-    def from_cfg(cls, node: Any) -> Objective:
+    def from_cfg(
+        cls, node: Any, default_tag: Any = None, default_higher: bool | None = None
+    ) -> Objective:
+        """From ``trainer.objective``; a null ``tag`` / ``higher_is_better`` takes the defaults
+        given (the sweep's ``metric`` / ``direction``), else ``validation/accuracy`` / true."""
         node = _plain(node) or {}
-        raw = node.get("tag", "validation/accuracy")
+        raw = node.get("tag")
+        if raw is None:
+            raw = default_tag if default_tag else "validation/accuracy"
         tags = (raw,) if isinstance(raw, str) else tuple(str(t) for t in raw or ())
         if not tags or not all(tags):
             raise SweepConfigError(
@@ -96,7 +103,16 @@ class Objective:
             raise SweepConfigError(
                 "trainer.objective.reduce", f"unknown reduction {reduce!r}", "use last or best"
             )
-        return cls(tags, source, reduce, bool(node.get("higher_is_better", True)))
+        if reduce == "best" and len(tags) > 1:
+            raise SweepConfigError(
+                "trainer.objective.reduce",
+                "best needs a single objective tag",
+                "use reduce=last when the sweep has several objectives",
+            )
+        higher = node.get("higher_is_better")
+        if higher is None:
+            higher = True if default_higher is None else default_higher
+        return cls(tags, source, reduce, bool(higher))
 
     def pick(self, series: Sequence[tuple[int, float]]) -> float:
         """Last value (highest step) or best value of a non-empty (step, value) series."""
@@ -122,8 +138,14 @@ class RunnerSettings:
     log_tail_lines: int = 20
 
     @classmethod
-    def from_cfg(cls, runner_cfg: Any) -> RunnerSettings:
-        """Validate ``runner_cfg`` (mapping or DictConfig); refuse bad input with one line."""
+    def from_cfg(
+        cls, runner_cfg: Any, sweep_metric: Any = None, sweep_direction: Any = None
+    ) -> RunnerSettings:
+        """Validate ``runner_cfg`` (mapping or DictConfig); refuse bad input with one line.
+
+        ``sweep_metric`` / ``sweep_direction`` (the sweeper's ``metric`` and ``direction``) fill
+        a null ``objective.tag`` / ``objective.higher_is_better``.
+        """
         node = _plain(runner_cfg) or {}
         checkout_raw = node.get("checkout")
         if not checkout_raw:
@@ -160,7 +182,9 @@ class RunnerSettings:
             checkout=checkout,
             script=script,
             command=command,
-            objective=Objective.from_cfg(node.get("objective")),
+            objective=Objective.from_cfg(
+                node.get("objective"), sweep_metric, _higher_is_better(sweep_direction)
+            ),
             extra_args=tuple(str(a) for a in (node.get("extra_args") or ())),
             env=env,
             poll_interval_s=float(node.get("poll_interval_s", 5.0)),
@@ -168,6 +192,26 @@ class RunnerSettings:
             exclude_keys=tuple(node.get("exclude_keys", ("trainer",)) or ()),
             log_tail_lines=int(node.get("log_tail_lines", 20)),
         )
+
+
+def _higher_is_better(direction: Any) -> bool | None:
+    """True for ``maximize``, False for ``minimize`` (first of a list), None when unknown."""
+    if isinstance(direction, list | tuple):
+        direction = direction[0] if direction else None
+    if direction is None:
+        return None
+    return str(direction).lower().startswith("max")
+
+
+def _sweep_objective() -> tuple[Any, Any]:
+    """The running Hydra sweep's ``metric`` and ``direction``, or (None, None) outside one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None, None
+    sweeper = HydraConfig.get().sweeper
+    metric, direction = sweeper.get("metric"), sweeper.get("direction")
+    return _plain(metric), _plain(direction)
 
 
 def _plain(node: Any) -> Any:
@@ -362,7 +406,7 @@ def run_nemo_rl_trial(
     """
     if runner_cfg is None:
         runner_cfg = cfg.get("trainer")
-    settings = RunnerSettings.from_cfg(runner_cfg)
+    settings = RunnerSettings.from_cfg(runner_cfg, *_sweep_objective())
     job_dir = Path(job_dir if job_dir is not None else _default_job_dir()).expanduser().resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
     recipe = prepare_recipe(cfg, job_dir, settings)
