@@ -8,8 +8,9 @@ every batch, so a crash loses at most the trials that were running.
 
 from __future__ import annotations
 
+import copy
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,18 @@ from nemo_rl_sweep import ledger
 from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
 from nemo_rl_sweep.objectives import Objectives, TrialFailure
 from nemo_rl_sweep.progress import ConsoleProgress
+from nemo_rl_sweep.pruning import check_pruner, record_pruner
 from nemo_rl_sweep.samplers.grid import GridSampler
 from nemo_rl_sweep.space import SearchSpace, trial_overrides
 from nemo_rl_sweep.strategies import check_strategy, make_sampler
+from nemo_rl_sweep.warm_start import check_warm_start, seed_sweep
 
 
 @dataclass
 class SweepSettings:
     """The sweeper's keys (``hydra.sweeper.*``), named as in hydra-optuna-sweeper where they mean the same."""
 
-    strategy: str = "random"
+    strategy: str | None = None  # None: optuna if `sampler` is set, else random
     strategy_options: dict[str, Any] = field(default_factory=dict)
     metric: str | list[str] = "validation/accuracy"
     direction: str | list[str] = "maximize"
@@ -50,6 +53,8 @@ class SweepSettings:
     sampler: dict[str, Any] | None = None
     pruner: dict[str, Any] | None = None
     enqueue: list[dict[str, Any]] = field(default_factory=list)
+    # seed the study with the finished trials of an earlier one: {study_name, storage}
+    warm_start_from: dict[str, Any] | None = None
 
 
 @dataclass
@@ -84,7 +89,15 @@ class SweepResult:
 def check_settings(settings: SweepSettings, space: SearchSpace) -> Objectives:
     """Every sweeper key checked, before the ledger is touched or a job starts."""
     objectives = Objectives.from_settings(settings.metric, settings.direction)
+    if settings.strategy is None:  # a hydra-optuna-sweeper file names a sampler, not a strategy
+        settings.strategy = "optuna" if settings.sampler else "random"
     check_strategy(settings.strategy, len(objectives.names))
+    if settings.sampler and settings.strategy != "optuna":
+        raise SweepConfigError(
+            "hydra.sweeper.sampler",
+            f"is used by strategy optuna only, the strategy is {settings.strategy}",
+            "set hydra.sweeper.strategy=optuna, or remove hydra.sweeper.sampler",
+        )
     n = settings.n_trials
     if settings.strategy != "grid" and n is None:
         raise SweepConfigError(
@@ -121,6 +134,7 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> Objectives:
             "pick a search space (search_space=grpo) or sweep a key, e.g. "
             "'policy.optimizer.kwargs.lr=tag(log, interval(1e-4, 1e-2))'",
         )
+    check_warm_start(settings, space)  # enqueue entries fit the space; warm_start_from's shape
     return objectives
 
 
@@ -156,7 +170,7 @@ class Sweep:
             optuna_sampler=settings.sampler,
             grid_points=self.grid_points,
         )
-        self.pruner = _make_pruner(settings.pruner)
+        self.pruner = check_pruner(settings.pruner, self.objectives.names)
         base = Path(ledger_dir) if ledger_dir is not None else self.sweep_dir.parent
         self.storage_url = (
             ledger.absolute_storage_url(settings.storage, Path.cwd())
@@ -181,8 +195,9 @@ class Sweep:
     def preview(self, n: int = 5) -> list[list[str]]:
         """The overrides of the first trials this sweep would launch, without touching the ledger."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # a copy: Optuna samplers keep per-study state and RNG draws the real sweep must not lose
         study = optuna.create_study(
-            directions=list(self.objectives.directions), sampler=self.sampler
+            directions=list(self.objectives.directions), sampler=copy.deepcopy(self.sampler)
         )
         self._enqueue_initial(study)
         out = []
@@ -207,6 +222,8 @@ class Sweep:
         )
         study.set_user_attr(ledger.STUDY_ATTR_STRATEGY, self.settings.strategy)
         study.set_user_attr(ledger.STUDY_ATTR_SPACE, self.space.describe())
+        record_pruner(study, self.settings.pruner)  # the jobs rebuild it from the ledger
+        seed_sweep(study, self.settings, self.space, self.storage_url, self.progress.message)
         stale = ledger.fail_stale_trials(study)
         if stale:
             self.progress.message(
@@ -399,11 +416,3 @@ def _finish_stale(study: optuna.Study, trial: optuna.Trial, reason: str) -> None
         study.tell(trial, state=TrialState.FAIL)
     except Exception:  # already finished by someone else: nothing to undo
         pass
-
-
-def _make_pruner(node: Mapping[str, Any] | None) -> optuna.pruners.BasePruner | None:
-    if not node:
-        return None
-    from nemo_rl_sweep.strategies import build_from_target
-
-    return build_from_target(node, optuna.pruners.BasePruner, "hydra.sweeper.pruner")

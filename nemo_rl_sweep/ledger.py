@@ -33,6 +33,7 @@ ATTR_FAIL_REASON = "fail_reason"
 ATTR_DURATION = "duration_s"
 ATTR_STALE = "stale"
 ATTR_OWNER = "sweeper"
+ATTR_COPIED_FROM = "copied_from"  # warm start: "<study>#<number>" of the trial copied
 STUDY_ATTR_STRATEGY = "nemo_rl_sweep.strategy"
 STUDY_ATTR_SPACE = "nemo_rl_sweep.search_space"
 
@@ -186,8 +187,8 @@ def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
     """Finished or running trials count toward n_trials; stale failures were never really run."""
-    if trial.state == TrialState.WAITING:
-        return False
+    if trial.state == TrialState.WAITING or trial.user_attrs.get(ATTR_COPIED_FROM):
+        return False  # copies of an earlier study's trials (warm start) were not run here
     return not (trial.state == TrialState.FAIL and trial.user_attrs.get(ATTR_STALE))
 
 
@@ -195,5 +196,8 @@ def open_trial(storage_url: str, study_name: str, trial_number: int) -> optuna.T
     """The live trial of a job, so the job can report intermediate values and ask to be pruned."""
     storage = open_storage(storage_url)
     study = optuna.load_study(study_name=study_name, storage=storage)
+    from nemo_rl_sweep.pruning import stored_pruner
+
+    study.pruner = stored_pruner(study)  # the sweep's pruner, not Optuna's default MedianPruner
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, int(trial_number))
     return optuna.Trial(study, trial_id)

@@ -14,8 +14,11 @@ from hydra.core.config_store import ConfigStore
 @dataclass
 class NemoRLSweeperConf:
     _target_: str = "hydra_plugins.nemo_rl_sweeper.sweeper.NemoRLSweeper"
+    # hand `sampler`/`pruner` over as {_target_: ...} nodes, checked by nemo_rl_sweep, not as objects
+    _recursive_: bool = False
     # grid | random | bayes | pareto | optuna
-    strategy: str = "random"
+    # null: optuna when a `sampler` node is given (hydra-optuna-sweeper files), else random
+    strategy: str | None = None
     # keyword arguments of the strategy's sampler (e.g. stratified: true, n_startup_trials: 8)
     strategy_options: dict[str, Any] = field(default_factory=dict)
     # one metric name or a list; one direction per metric (minimize | maximize)
@@ -35,11 +38,14 @@ class NemoRLSweeperConf:
     # print the search space and the first trials, launch nothing
     dry_run: bool = False
     # strategy=optuna: {_target_: optuna.samplers.TPESampler, ...}
-    sampler: dict[str, Any] | None = None
+    # (Any, not dict | None: OmegaConf cannot merge a command-line dict into a None-typed dict node)
+    sampler: Any = None
     # {_target_: optuna.pruners.MedianPruner, ...} or null
-    pruner: dict[str, Any] | None = None
+    pruner: Any = None
     # param dicts run first (warm start)
     enqueue: list[Any] = field(default_factory=list)
+    # seed the study with the COMPLETE trials of an earlier one: {study_name: ..., storage: ...}
+    warm_start_from: Any = None
     # key -> Hydra sweep string; filled by the search_space config group
     params: dict[str, Any] | None = None
     # set by the sweeper for each job so the job can find its ledger trial; not for users
