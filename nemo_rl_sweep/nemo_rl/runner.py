@@ -321,9 +321,11 @@ def _tail(log_file: Path, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def read_final_metrics(job_dir: Path, objective: Objective, log_file: Path | None = None) -> dict:
-    """Every number a finished run left: last value of each TensorBoard tag, the latest
-    checkpoint's ``training_info.json`` numbers, and the objective tag(s) reduced as asked.
+def read_final_metrics(
+    job_dir: Path, objective: Objective, log_file: Path | None = None, tail_lines: int = 20
+) -> dict[str, float]:
+    """The numbers a finished run left: the last value of every TensorBoard tag, with the
+    objective tag(s) reduced as asked (from ``training_info.json`` when that is the source).
 
     Raises :class:`NeMoRLRunError` naming the tag and what was written instead if an objective is
     missing.
@@ -331,10 +333,7 @@ def read_final_metrics(job_dir: Path, objective: Objective, log_file: Path | Non
     scalars = ScalarLog(job_dir / "logs")
     scalars.poll()
     checkpoints = _checkpoints(job_dir / "checkpoints")
-    metrics: dict[str, float] = {}
-    if checkpoints:
-        metrics.update(_numbers(checkpoints[-1][1]))
-    metrics.update(scalars.last_values())
+    metrics: dict[str, float] = scalars.last_values()
     for tag in objective.tags:
         if objective.source == "tensorboard":
             series = scalars.series(tag)
@@ -347,7 +346,7 @@ def read_final_metrics(job_dir: Path, objective: Objective, log_file: Path | Non
             where = f"training_info.json under {job_dir / 'checkpoints'}/step_*"
             present = ", ".join(sorted({k for _, i in checkpoints for k in i})) or "none"
         if not series:
-            tail = _tail(log_file, 20) if log_file else ""
+            tail = _tail(log_file, tail_lines) if log_file else ""
             raise NeMoRLRunError(
                 f"objective {tag!r} was never written to {where} (written: {present}); "
                 f"set trainer.objective.tag to one of them"
@@ -457,4 +456,4 @@ def run_nemo_rl_trial(
             f"NeMo RL job exited with code {proc.returncode}: {' '.join(argv)}\n"
             f"--- last lines of {log_file} ---\n{_tail(log_file, settings.log_tail_lines)}"
         )
-    return read_final_metrics(job_dir, settings.objective, log_file)
+    return read_final_metrics(job_dir, settings.objective, log_file, settings.log_tail_lines)
