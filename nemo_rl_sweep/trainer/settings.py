@@ -21,17 +21,39 @@ MODELS: dict[str, dict[str, int]] = {
 }
 
 
+SECTIONS = ("grpo", "loss_fn", "policy", "data")
+
+
 def to_plain(cfg: Any) -> dict[str, Any]:
-    """A plain, resolved dict from an OmegaConf config or any mapping."""
+    """A plain, resolved dict of the sections the trainer reads (``SECTIONS``).
+
+    Only those sections are resolved, so an interpolation elsewhere in a larger config (the
+    Hydra app's ``trainer`` or ``hydra`` nodes) can neither fail nor slow a run.
+    """
     try:
         from omegaconf import DictConfig, OmegaConf
     except ImportError:  # pragma: no cover - omegaconf ships with hydra-core
         DictConfig = ()  # type: ignore[assignment]
-    if DictConfig and isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     if not isinstance(cfg, Mapping):
         raise TypeError(f"cfg must be a mapping (the GRPO recipe), got {type(cfg).__name__}")
-    return {k: to_plain(v) if isinstance(v, Mapping) else v for k, v in cfg.items()}
+    plain: dict[str, Any] = {}
+    for section in SECTIONS:
+        if section not in cfg:
+            continue
+        node = cfg[section]
+        if DictConfig and isinstance(node, DictConfig):
+            plain[section] = OmegaConf.to_container(node, resolve=True)
+        else:
+            plain[section] = _copy(node)
+    return plain
+
+
+def _copy(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {k: _copy(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_copy(v) for v in node]
+    return node
 
 
 def get(cfg: Mapping[str, Any], path: str, default: Any = _MISSING) -> Any:
