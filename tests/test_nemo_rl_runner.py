@@ -360,3 +360,61 @@ def test_objective_defaults_to_the_sweeps_metric_and_direction(checkout):
     assert pareto.objective.tags == ("validation/accuracy", "train/loss")
     with pytest.raises(SweepConfigError, match="single objective"):
         RunnerSettings.from_cfg(settings, ["validation/accuracy", "train/loss"], "maximize")
+
+
+# --- end to end through Hydra: a sweep whose trials are NeMo RL-style subprocess jobs -----------
+
+
+def run_sweep(tmp_path: Path, name: str, trainer: list[str]) -> list:
+    """A 2-trial grid sweep through train.py; returns its ledger trials (sorted by lr)."""
+    import subprocess
+
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'ledger.db'}"
+    argv = [
+        sys.executable,
+        "train.py",
+        "--multirun",
+        "hpo=grid",
+        *trainer,
+        "grpo.max_num_steps=8",
+        "grpo.val_period=4",
+        "grpo.seed=5",
+        "policy.optimizer.kwargs.lr=choice(0.003,0.02)",
+        "grpo.num_generations_per_prompt=choice(4)",
+        f"hydra.sweep.dir={tmp_path / name}",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.study_name={name}",
+    ]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    study = optuna.load_study(study_name=name, storage=storage)
+    return sorted(study.trials, key=lambda t: t.params["policy.optimizer.kwargs.lr"])
+
+
+def test_hydra_sweep_with_the_nemo_rl_runner_equals_the_in_process_trainer(tmp_path):
+    import numpy as np
+
+    script = [
+        "trainer=nemo_rl",
+        f"trainer.checkout={REPO}",
+        "trainer.script=nemo_rl_sweep.trainer.run_grpo",
+        f"trainer.command=[{sys.executable},-m]",
+        "trainer.poll_interval_s=0.2",
+    ]
+    subprocess_trials = run_sweep(tmp_path, "via-runner", script)
+    in_process_trials = run_sweep(tmp_path, "in-process", ["trainer=embedded"])
+    assert [t.state.name for t in subprocess_trials] == ["COMPLETE", "COMPLETE"]
+    assert [t.state.name for t in in_process_trials] == ["COMPLETE", "COMPLETE"]
+    for sub, inproc in zip(subprocess_trials, in_process_trials, strict=True):
+        assert sub.params == inproc.params
+        assert sub.values == [float(np.float32(inproc.values[0]))]
+        # each validation was recorded on the trial while it ran, as in-process
+        assert sub.intermediate_values == {
+            step: float(np.float32(v)) for step, v in inproc.intermediate_values.items()
+        }
+        assert sorted(sub.intermediate_values) == [4, 8]
+        job = Path(sub.user_attrs["job_dir"])
+        assert (job / "config.yaml").is_file() and (job / "train.log").is_file()
+        assert OmegaConf.load(job / "config.yaml").logger.log_dir == str(job / "logs")
