@@ -418,3 +418,16 @@ def test_hydra_sweep_with_the_nemo_rl_runner_equals_the_in_process_trainer(tmp_p
         job = Path(sub.user_attrs["job_dir"])
         assert (job / "config.yaml").is_file() and (job / "train.log").is_file()
         assert OmegaConf.load(job / "config.yaml").logger.log_dir == str(job / "logs")
+
+
+def test_check_refuses_before_launch_what_the_runner_would_refuse(checkout, tmp_path):
+    from nemo_rl_sweep.nemo_rl.runner import check_nemo_rl_trial
+
+    check_nemo_rl_trial(recipe(trainer=runner(checkout)))  # runner settings from cfg.trainer
+    with pytest.raises(SweepConfigError) as err:
+        check_nemo_rl_trial(recipe(), {**runner(checkout), "script": "examples/run_sft.py"})
+    assert err.value.key == "trainer.script" and "run_sft.py" in str(err.value)
+    broken = recipe()
+    broken["policy"]["tokens"] = "${mul:${policy.max_total_sequence_length}}"
+    with pytest.raises(SweepConfigError, match="policy.tokens"):
+        check_nemo_rl_trial(broken, runner(checkout))

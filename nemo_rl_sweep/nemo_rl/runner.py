@@ -52,6 +52,7 @@ from nemo_rl_sweep.nemo_rl.tensorboard import ScalarLog
 
 __all__ = [
     "NeMoRLRunError",
+    "check_nemo_rl_trial",
     "Objective",
     "RunnerSettings",
     "prepare_recipe",
@@ -381,6 +382,24 @@ def _default_job_dir() -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path.cwd()
+
+
+def check_nemo_rl_trial(
+    cfg: Mapping[str, Any] | DictConfig,
+    runner_cfg: Mapping[str, Any] | DictConfig | None = None,
+    sweep_metric: Any = None,
+    sweep_direction: Any = None,
+) -> None:
+    """Refuse a trial config the runner would refuse, without launching anything.
+
+    For the sweeper to call once before the first job: a missing checkout or script, a bad
+    objective, a ``training_info`` objective with checkpointing off, or an interpolation that
+    does not resolve raise :class:`SweepConfigError` here instead of failing every trial.
+    """
+    if runner_cfg is None:
+        runner_cfg = cfg.get("trainer")
+    settings = RunnerSettings.from_cfg(runner_cfg, sweep_metric, sweep_direction)
+    prepare_recipe(cfg, Path("/job-dir-checked-before-launch"), settings)
 
 
 def run_nemo_rl_trial(
