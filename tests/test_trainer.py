@@ -231,10 +231,12 @@ def test_script_writes_nemo_rl_layout_resumes_and_matches_in_process_numbers(tmp
         accuracy += events.Scalars("validation/accuracy")
         rewards += events.Scalars("train/reward")
         last_loss = events.Scalars("train/loss")[-1].value
+        last_tokens = events.Scalars("train/total_tokens_generated")[-1].value
     assert [e.step for e in accuracy] == [5, 10, 15, 20]
     assert [e.step for e in rewards] == list(range(1, 21))
     assert accuracy[-1].value == pytest.approx(expected["validation/accuracy"], abs=1e-6)
     assert last_loss == pytest.approx(expected["train/loss"], abs=1e-6)
+    assert last_tokens == expected["train/total_tokens_generated"] == 20 * 8 * 8 * 2
 
     assert sorted(p.name for p in ckpts.iterdir()) == ["step_10", "step_20"]
     info = json.loads((ckpts / "step_20" / "training_info.json").read_text())

@@ -180,6 +180,7 @@ class GRPORun:
             "train/clip_fraction": sum(clip_fracs) / len(clip_fracs),
             "train/lr": s.lr,
             "train/tokens_generated": float(self.tokens_per_step),
+            "train/total_tokens_generated": float(self.tokens_per_step * self.step),
             "timing/train/total_step_time": step_time,
         }
         if not all(math.isfinite(v) for v in metrics.values()):
@@ -188,11 +189,10 @@ class GRPORun:
         return metrics
 
     def summary(self) -> dict[str, float]:
-        """The run's result: last value of every metric, mean step time, total tokens."""
+        """The run's result: last value of every metric, with the mean step time."""
         result = dict(self.last)
         if self.step_times:
             result["timing/train/total_step_time"] = sum(self.step_times) / len(self.step_times)
-        result["train/total_tokens_generated"] = float(self.tokens_per_step * self.step)
         return result
 
     def state_dict(self) -> dict[str, Any]:
@@ -235,8 +235,10 @@ def train(
     everything logged at that step (train, timing, and validation when it ran) and the
     :class:`GRPORun` (for checkpoints); ``resume_from`` is a ``GRPORun.state_dict()`` to continue.
 
-    Returns the last value of each logged metric, plus ``validation/best_accuracy``, the mean
-    ``timing/train/total_step_time`` and ``train/total_tokens_generated`` (the run's cost).
+    Returns the last value of each logged metric (so ``validation/accuracy`` is the last
+    validation's, ``validation/best_accuracy`` the best so far, ``train/tokens_generated`` the
+    rollout tokens per step and ``train/total_tokens_generated`` the run's, a deterministic cost),
+    except ``timing/train/total_step_time``, which is the mean over the steps.
     """
     settings = GRPOSettings.from_cfg(to_plain(cfg))
     threads = torch.get_num_threads()
