@@ -31,7 +31,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nemo_rl_sweep.progress import PREFIX, clean_text
+from nemo_rl_sweep.progress import PREFIX, clean_text, short_names
 from nemo_rl_sweep.results import metric_names
 
 PLOTS_DIR = "plots"
@@ -200,7 +200,7 @@ def _save_png(plt: Any, axes: Any, path: Path) -> Path:
     first = np.asarray(axes, dtype=object).flat[0]
     fig = first.figure
     try:
-        fig.savefig(path, dpi=PNG_DPI)
+        fig.savefig(path, dpi=PNG_DPI, bbox_inches="tight")  # long names stay inside
     finally:
         plt.close(fig)
     return path
@@ -229,7 +229,11 @@ def _write_index(study_name: str, figures: Sequence[tuple[PlotSpec, Any]], path:
 
 def snapshot_study(study: optuna.Study) -> optuna.Study:
     """An in-memory copy of the study's trials: one read of the ledger instead of one per plot, and
-    a consistent picture while other processes keep writing to it."""
+    a consistent picture while other processes keep writing to it.
+
+    Parameters carry their shortest distinct names (``policy.optimizer.kwargs.lr`` -> ``lr``): NeMo RL
+    key paths are long enough to run into each other on an axis; the summary prints the full keys.
+    """
     copy = optuna.create_study(study_name=study.study_name, directions=list(study.directions))
     names = study.metric_names
     if names:
@@ -237,6 +241,10 @@ def snapshot_study(study: optuna.Study) -> optuna.Study:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             copy.set_metric_names(list(names))
     trials = [t for t in study.get_trials(deepcopy=True) if t.state != TrialState.WAITING]
+    short = short_names(sorted({k for t in trials for k in t.params}))
+    for t in trials:
+        t.distributions = {short[k]: d for k, d in t.distributions.items()}
+        t.params = {short[k]: v for k, v in t.params.items()}
     copy.add_trials(trials)
     return copy
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -121,9 +121,26 @@ def run_report(
     if plots:
         from nemo_rl_sweep.plots import write_plots
 
-        write_plots(study, folder, log=lambda text: print(f"[sweep] {text}", file=stream))
+        def say(text: str) -> None:
+            print(f"[sweep] {text}", file=stream)
+
+        write_plots(study, folder, log=say)
+        if len(study.directions) > 1:
+            _write_front(study, folder, say)
     print_summary(study, folder, where.storage_url, stream=stream)
     return 0
+
+
+def _write_front(study: optuna.Study, folder: Path, say: Callable[[str], None]) -> None:
+    """The front's table and PNG, as the Pareto results module writes them at the end of a sweep."""
+    try:
+        from nemo_rl_sweep.pareto_results import write_pareto_results
+    except ImportError:
+        return
+    try:
+        write_pareto_results(study, folder)
+    except Exception as exc:  # noqa: BLE001 - the summary still comes out
+        say(f"Pareto front files not written: {type(exc).__name__}: {exc}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
