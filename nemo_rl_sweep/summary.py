@@ -66,6 +66,7 @@ def format_summary(
     else:
         lines += _pareto_block(study, trials)
     lines += _running_block(trials)
+    lines += _pruned_block(trials)
     lines += _failure_block(trials)
     lines += _time_block(trials)
     lines += _files_block(study, sweep_dir, storage_url)
@@ -182,6 +183,19 @@ def _running_block(trials: Sequence[FrozenTrial]) -> list[str]:
         + ", ".join(f"trial {t.number} {' '.join(_overrides(t))}".strip() for t in running[:10])
         + (" ..." if len(running) > 10 else "")
     ]
+
+
+def _pruned_block(trials: Sequence[FrozenTrial]) -> list[str]:
+    """Which trials the pruner stopped, and at which step: the training time that was saved."""
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    if not pruned:
+        return []
+    shown = []
+    for t in pruned[:20]:
+        steps = t.intermediate_values
+        shown.append(f"trial {t.number} at step {max(steps)}" if steps else f"trial {t.number}")
+    more = f", ... and {len(pruned) - 20} more" if len(pruned) > 20 else ""
+    return [f"Pruned ({len(pruned)}): " + ", ".join(shown) + more]
 
 
 def _failure_block(trials: Sequence[FrozenTrial]) -> list[str]:

@@ -416,6 +416,12 @@ def test_learning_curves_of_pruned_and_finished_trials_are_drawn(tmp_path: Path)
     text = format_summary(study, tmp_path, url)
     n_pruned = sum(t.state == TrialState.PRUNED for t in study.trials)
     assert f"8 trials, {8 - n_pruned} complete, {n_pruned} pruned, 0 failed" in text
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert (
+        f"Pruned ({n_pruned}): "
+        + ", ".join(f"trial {t.number} at step {max(t.intermediate_values)}" for t in pruned)
+        in text
+    )
 
 
 def test_several_objectives_give_a_front_and_its_plot(tmp_path: Path) -> None:
@@ -449,3 +455,16 @@ def test_importances_need_two_parameters_and_plot_errors_never_raise(tmp_path: P
     lines: list[str] = []
     assert write_plots(study, blocked, log=lines.append) == []
     assert len(lines) == 1 and lines[0].startswith("plots not written:")
+
+
+def test_report_reads_a_journal_file_ledger(tmp_path: Path) -> None:
+    """The cluster-friendly ledger (an Optuna journal file) reports like SQLite does."""
+    url = f"journal:{tmp_path / 'ledger.log'}"
+    study = optuna.create_study(storage=ledger.open_storage(url), study_name="on-a-cluster")
+    study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.2) ** 2, n_trials=3)
+    out = io.StringIO()
+    assert run_report(url, out=tmp_path, stream=out) == 0
+    text = out.getvalue()
+    assert "study 'on-a-cluster', objective objective_0 (minimize): 3 trials, 3 complete" in text
+    assert f"Best trial {study.best_trial.number}: objective_0 = {study.best_value:.4g}" in text
+    assert_real_png(tmp_path / PLOTS_DIR / "history.png")
