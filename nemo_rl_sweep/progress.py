@@ -161,7 +161,9 @@ class ConsoleProgress:
 
     def trial_started(self, number: int, overrides: Sequence[str]) -> None:
         self.running[number] = self.clock()
-        self.message(f"trial {number} started: {' '.join(overrides)}")
+        self.message(
+            f"trial {number} started ({len(self.running)} running here): {' '.join(overrides)}"
+        )
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         started = self.running.pop(trial.number, None)
