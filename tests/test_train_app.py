@@ -1,0 +1,80 @@
+"""`train.py`, the app users run first, with the embedded GRPO trainer and the real presets."""
+
+import re
+
+from optuna.trial import TrialState
+
+from tests.helpers import TRAIN_APP, error_lines, load_study, results, run_app, sweep_dirs
+
+
+def _single_run_accuracy(tmp_path, *args):
+    proc = run_app(TRAIN_APP, list(args), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    match = re.search(r"validation/accuracy=([0-9.eE+-]+)", proc.stdout)
+    assert match, proc.stdout
+    return float(match.group(1))
+
+
+def test_single_run_prints_metrics_and_launches_no_sweep(tmp_path):
+    accuracy = _single_run_accuracy(tmp_path)
+    assert 0.0 <= accuracy <= 1.0
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_grid_from_the_issue_runs_exactly_four_trials(tmp_path):
+    proc = run_app(
+        TRAIN_APP,
+        [
+            "--multirun",
+            "hpo=grid",
+            "policy.optimizer.kwargs.lr=choice(1e-3,1e-2)",
+            "grpo.num_generations_per_prompt=range(2,6,2)",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (sweep_dir,) = sweep_dirs(tmp_path)
+    trials = load_study(sweep_dir).get_trials()
+    combos = sorted(
+        (t.params["policy.optimizer.kwargs.lr"], t.params["grpo.num_generations_per_prompt"])
+        for t in trials
+    )
+    assert combos == [(1e-3, 2), (1e-3, 4), (1e-2, 2), (1e-2, 4)]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    # the grid's other keys come from the recipe, unchanged
+    assert all(0.0 <= t.value <= 1.0 for t in trials)
+
+
+def test_random_preset_beats_the_recipe_defaults(tmp_path):
+    default_accuracy = _single_run_accuracy(tmp_path)
+    proc = run_app(TRAIN_APP, ["--multirun", "hpo=random", "hydra.sweeper.seed=0"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (sweep_dir,) = sweep_dirs(tmp_path)
+    res = results(sweep_dir)
+    assert res["trials"] == {"complete": 16}
+    assert res["best_value"] > default_accuracy
+    assert set(res["best_params"]) == {
+        "policy.optimizer.kwargs.lr",
+        "loss_fn.reference_policy_kl_penalty",
+        "grpo.num_generations_per_prompt",
+        "policy.generation.temperature",
+    }
+
+
+def test_recipe_key_typo_and_unreported_metric_are_refused(tmp_path):
+    typo = run_app(
+        TRAIN_APP, ["--multirun", "hpo=random", "policy.optimizer.kwargs.lrr=choice(1,2)"], tmp_path
+    )
+    assert typo.returncode != 0
+    assert error_lines(typo) == [
+        "Error: policy.optimizer.kwargs.lrr: is not a key of the trial config. Fix: check the "
+        "spelling, or write +policy.optimizer.kwargs.lrr to add it"
+    ]
+    metric = run_app(
+        TRAIN_APP, ["--multirun", "hpo=random", "hydra.sweeper.metric=validation/acc"], tmp_path
+    )
+    assert metric.returncode != 0
+    (line,) = error_lines(metric)
+    assert line.startswith("Error: hydra.sweeper.metric: 'validation/acc' is not reported")
+    assert "validation/accuracy" in line
+    assert not (tmp_path / "multirun").exists()
