@@ -431,3 +431,28 @@ def test_check_refuses_before_launch_what_the_runner_would_refuse(checkout, tmp_
     broken["policy"]["tokens"] = "${mul:${policy.max_total_sequence_length}}"
     with pytest.raises(SweepConfigError, match="policy.tokens"):
         check_nemo_rl_trial(broken, runner(checkout))
+
+
+def test_sigterm_to_the_job_stops_the_script_too(checkout, tmp_path):
+    """A cancelled job must not leave its training script running on the GPUs."""
+    import signal
+    import subprocess
+    import time
+
+    job = tmp_path / "cancelled"
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        from nemo_rl_sweep.nemo_rl.runner import run_nemo_rl_trial
+        run_nemo_rl_trial({recipe(wait_after_validation=True)!r}, {runner(checkout)!r}, {str(job)!r})
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    while not (job / "child_pid").exists() and parent.poll() is None:
+        time.sleep(0.05)
+    assert parent.poll() is None, "the job ended before it could be cancelled"
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait() == 128 + signal.SIGTERM
+    assert not _alive(int((job / "pid").read_text()))
+    assert not _alive(int((job / "child_pid").read_text()))

@@ -39,6 +39,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,6 +376,31 @@ def _stop(proc: subprocess.Popen, grace_s: float) -> None:
         proc.wait()
 
 
+def _stop_on_sigterm(proc: subprocess.Popen, grace_s: float) -> Any:
+    """While the script runs, a SIGTERM to this job stops the script's process group first.
+
+    The script runs in its own session (so pruning can stop all of it), which also means a
+    SIGTERM sent to this job alone (a cancelled local job) would not reach it. The previous
+    handler is chained, or the default exit (143) taken. Returns the previous handler, or None
+    when not on the main thread (where Python cannot set handlers).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # set outside Python; the default is the closest we can restore
+        previous = signal.SIG_DFL
+
+    def handler(signum: int, frame: Any) -> None:
+        _stop(proc, grace_s)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    return previous
+
+
 def _default_job_dir() -> Path:
     """The running Hydra job's output folder, or the working directory outside Hydra."""
     from hydra.core.hydra_config import HydraConfig
@@ -454,6 +480,7 @@ def run_nemo_rl_trial(
             raise NeMoRLRunError(
                 f"could not start {argv[0]!r} in {settings.checkout}: {exc}"
             ) from exc
+        previous = _stop_on_sigterm(proc, settings.kill_grace_s)
         try:
             while True:
                 try:
@@ -469,6 +496,9 @@ def run_nemo_rl_trial(
         except BaseException:
             _stop(proc, settings.kill_grace_s)
             raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     if proc.returncode != 0:
         raise NeMoRLRunError(
