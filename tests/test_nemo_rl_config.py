@@ -431,3 +431,18 @@ def test_nemo_rl_dir_puts_the_checkouts_configs_on_the_search_path(monkeypatch):
     assert cfg.dpo.reference_policy_kl_penalty == 0.05
     assert cfg.trainer.checkout == str(CONFIGS.parent.parent)
     assert cfg.trainer.script == "examples/run_grpo.py"
+
+
+def test_hydra_reports_a_broken_recipe_in_one_line(tmp_path):
+    from hydra.errors import CompactHydraException
+
+    write(tmp_path, "a.yaml", "defaults: b.yaml\n")
+    write(tmp_path, "b.yaml", "defaults: a.yaml\n")
+    write(tmp_path, "orphan.yaml", "defaults: ../gone.yaml\n")
+    searchpath = f"hydra.searchpath=[nemorl://{tmp_path}]"
+    with pytest.raises(CompactHydraException) as err:  # printed without a traceback
+        compose_trial(["recipe=a", searchpath])
+    assert "cycle" in str(err.value) and "b.yaml" in str(err.value)
+    with pytest.raises(CompactHydraException) as err:
+        compose_trial(["recipe=orphan", searchpath])
+    assert "gone.yaml" in str(err.value) and "orphan.yaml" in str(err.value)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.object_type import ObjectType
+from hydra.errors import CompactHydraException
 from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
@@ -29,6 +30,10 @@ def _register_resolvers() -> None:
     from nemo_rl_sweep.nemo_rl.config import register_resolvers
 
     register_resolvers()
+
+
+class RecipeLoadError(ConfigLoadError, CompactHydraException):
+    """A NeMo RL recipe that cannot be loaded (missing parent, ``defaults:`` cycle, bad YAML)."""
 
 
 class NeMoRLRecipeSource(ConfigSource):
@@ -71,7 +76,8 @@ class NeMoRLRecipeSource(ConfigSource):
         try:
             cfg = load_recipe(path)
         except SweepConfigError as exc:
-            raise ConfigLoadError(str(exc)) from exc
+            # compact: Hydra prints the one-line message, not a traceback
+            raise RecipeLoadError(str(exc)) from None
         return ConfigResult(
             config=cfg,
             path=f"{self.scheme()}://{self.path}",
