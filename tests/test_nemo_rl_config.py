@@ -446,3 +446,19 @@ def test_hydra_reports_a_broken_recipe_in_one_line(tmp_path):
     with pytest.raises(CompactHydraException) as err:
         compose_trial(["recipe=orphan", searchpath])
     assert "gone.yaml" in str(err.value) and "orphan.yaml" in str(err.value)
+
+
+def test_any_recipe_file_by_absolute_path_without_a_search_path(tmp_path):
+    mine = write(
+        tmp_path,
+        "mine.yaml",
+        f"defaults: {CONFIGS / 'grpo_math_8B.yaml'}\nloss_fn:\n  reference_policy_kl_penalty: 0.02\n",
+    )
+    cfg = compose_trial(["trainer=nemo_rl", f"recipe={mine}"])
+    assert cfg.loss_fn.reference_policy_kl_penalty == 0.02
+    assert cfg.policy.optimizer.kwargs.lr == 3.0e-7  # from grpo_math_8B.yaml
+    assert OmegaConf.to_container(cfg, resolve=True)["data"]["max_input_seq_length"] == 4096
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException):
+        compose_trial([f"recipe={tmp_path / 'absent.yaml'}"])

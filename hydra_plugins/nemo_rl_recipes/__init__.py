@@ -2,7 +2,8 @@
 
 With ``hydra.searchpath=[nemorl:///path/to/RL/examples/configs]`` (or ``NEMO_RL_DIR`` exported,
 which adds ``nemorl://$NEMO_RL_DIR/examples/configs``), ``recipe=grpo_math_1B`` or
-``recipe=recipes/llm/grpo-llama3.2-1b-instruct-1n4g-fsdp2tp1.v3`` composes that NeMo RL file,
+``recipe=recipes/llm/grpo-llama3.2-1b-instruct-1n4g-fsdp2tp1.v3`` composes that NeMo RL file
+(``recipe=/abs/path/my_recipe.yaml`` works always),
 with NeMo RL's ``defaults:`` inheritance applied, at the root of the trial config. Hydra then
 checks every override and search-space key against the recipe's own keys (``+key`` adds).
 
@@ -40,8 +41,9 @@ class NeMoRLRecipeSource(ConfigSource):
     """A folder of NeMo RL YAML files presented as the config group ``recipe``.
 
     Every ``*.yaml`` under the folder (recursively) is an option named by its path relative to the
-    folder, without ``.yaml``. Each is loaded with NeMo RL's semantics and packaged ``_global_``,
-    so its key paths are the trial config's key paths.
+    folder, without ``.yaml``; an absolute path (``recipe=/home/me/my_recipe.yaml``) names any
+    file. Each is loaded with NeMo RL's semantics and packaged ``_global_``, so its key paths are
+    the trial config's key paths. ``nemorl://`` with no folder serves absolute paths only.
     """
 
     @staticmethod
@@ -50,6 +52,9 @@ class NeMoRLRecipeSource(ConfigSource):
 
     def _root(self) -> Path:
         return Path(self.path)
+
+    def _absolute_only(self) -> bool:
+        return self.path == ""
 
     def _relative(self, config_path: str) -> str | None:
         """The part of ``config_path`` under the ``recipe`` group, or None if outside it."""
@@ -62,7 +67,7 @@ class NeMoRLRecipeSource(ConfigSource):
 
     def _file(self, config_path: str) -> Path | None:
         rel = self._relative(config_path)
-        if not rel:
+        if not rel or (self._absolute_only() and not rel.startswith("/")):
             return None
         return self._root() / self._normalize_file_name(rel)
 
@@ -86,10 +91,12 @@ class NeMoRLRecipeSource(ConfigSource):
         )
 
     def available(self) -> bool:
-        return self._root().is_dir()
+        return self._absolute_only() or self._root().is_dir()
 
     def is_group(self, config_path: str) -> bool:
         rel = self._relative(config_path)
+        if self._absolute_only():
+            return False
         if config_path.strip("/") == "":
             return self.available()
         return rel is not None and (self._root() / rel).is_dir()
@@ -100,6 +107,8 @@ class NeMoRLRecipeSource(ConfigSource):
 
     def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
         names: set[str] = set()
+        if self._absolute_only():
+            return []
         if config_path.strip("/") == "":
             if self.available() and results_filter in (None, ObjectType.GROUP):
                 names.add(GROUP)
@@ -118,7 +127,8 @@ class NeMoRLRecipeSource(ConfigSource):
 
 
 class NeMoRLSearchPath(SearchPathPlugin):
-    """Adds ``nemorl://$NEMO_RL_DIR/examples/configs`` when ``NEMO_RL_DIR`` names a checkout."""
+    """Adds ``nemorl://$NEMO_RL_DIR/examples/configs`` when ``NEMO_RL_DIR`` names a checkout, and
+    always ``nemorl://`` so that ``recipe=/absolute/path/to/recipe.yaml`` works anywhere."""
 
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         _register_resolvers()
@@ -126,3 +136,4 @@ class NeMoRLSearchPath(SearchPathPlugin):
         if checkout:
             folder = Path(checkout).expanduser().resolve() / "examples" / "configs"
             search_path.append(provider="nemo-rl-recipes", path=f"{SCHEME}://{folder}")
+        search_path.append(provider="nemo-rl-recipe-paths", path=f"{SCHEME}://")
