@@ -1,0 +1,112 @@
+"""PROPOSAL for the lead (issue 6 item 3), not imported by anything yet: move it to
+``hydra_plugins/nemo_rl_sweeper/submitit_jobs.py`` and call it from ``NemoRLSweeper._launch``.
+
+Why: hydra-submitit-launcher's ``BaseSubmititLauncher.launch`` ends with
+``return [j.results()[0] for j in jobs]``. When Slurm ends a job before it wrote its result (scancel,
+time limit, node failure, OOM kill), ``Job.results()`` raises ``submitit.core.utils.UncompletedJobError``
+("... has not produced any output (state: CANCELLED by 0)"); on a time limit the job's own USR2
+handler may raise first, and then the parent gets ``FailedJobError`` (a subclass) whose trace says
+"Job not requeued because: timed-out too many times". Either way the exception leaves ``launch``, so
+the whole batch is lost: the sweep exits 1, the trials that finished are never told, and every trial
+of the batch stays RUNNING in the ledger.
+
+This function does what that ``launch`` does (build the executor from the launcher's params, submit
+the batch as one job array) but collects each job on its own: a job that Slurm ended comes back as a
+FAILED ``JobReturn`` whose value is a ``SlurmJobEnded`` exception naming the job, its Slurm state and
+its log, which the driver records as the trial's ``fail_reason``. The other jobs of the batch are
+still waited for and recorded.
+
+Wiring (sweeper.py, ``_launch``)::
+
+    from hydra_plugins.nemo_rl_sweeper.submitit_jobs import is_submitit, launch_each
+    launch = launch_each if is_submitit(self.launcher) else type(self.launcher).launch
+    returns = launch(self.launcher, batch, initial_job_idx=self.job_idx)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class SlurmJobEnded(RuntimeError):
+    """A trial's Slurm job ended without a result: cancelled, past its time limit, node lost."""
+
+
+def is_submitit(launcher: Any) -> bool:
+    """True for hydra-submitit-launcher's Slurm and local launchers (when it is installed)."""
+    try:
+        from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+    except ImportError:
+        return False
+    return isinstance(launcher, BaseSubmititLauncher)
+
+
+def _executor(launcher: Any) -> Any:
+    """The submitit executor for the launcher's params, named the way the launcher names them."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    kind = launcher._EXECUTOR
+    params = dict(launcher.params)
+    folder = params.pop("submitit_folder")
+    init = {}
+    if "max_num_timeout" in params:
+        init[f"{kind}_max_num_timeout"] = params.pop("max_num_timeout")
+    executor = submitit.AutoExecutor(folder=folder, cluster=kind, **init)
+    shared = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(
+        **{k if k in shared else f"{kind}_{k}": v for k, v in params.items()}
+    )
+    return executor
+
+
+def launch_each(
+    launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> list[JobReturn]:
+    """Run a batch through a submitit launcher; one ``JobReturn`` per job, dead jobs as FAILED."""
+    from submitit.core.utils import UncompletedJobError
+
+    config = launcher.config
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if "mode" in config.hydra.sweep:
+        os.chmod(sweep_dir, int(str(config.hydra.sweep.mode), 8))
+    args = []
+    for offset, overrides in enumerate(job_overrides):
+        num = initial_job_idx + offset
+        log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
+        args.append(
+            (list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state())
+        )
+    jobs = _executor(launcher).map_array(launcher, *zip(*args, strict=True))
+    returns = []
+    for job, (overrides, _, num, _, _) in zip(jobs, args, strict=True):
+        try:
+            returns.append(job.results()[0])
+        except UncompletedJobError as exc:
+            state = job.watcher.get_state(job.job_id, mode="force")
+            detail = str(exc).strip().splitlines()
+            cause = next((line for line in detail if "not requeued because" in line), "")
+            returns.append(
+                JobReturn(
+                    overrides=overrides,
+                    working_dir=str(sweep_dir / str(num)),
+                    status=JobStatus.FAILED,
+                    _return_value=SlurmJobEnded(
+                        f"Slurm job {job.job_id} ended {state} without a result"
+                        + (f" ({cause.strip()})" if cause else "")
+                        + f"; log {job.paths.stderr}"
+                    ),
+                )
+            )
+    return returns

@@ -1,0 +1,278 @@
+"""Sweeps whose trials are Slurm jobs (hydra-submitit-launcher) on the one-node test cluster.
+
+Issue 6 items 1 and 3: results land in the ledger as with the local launcher; a trial whose job runs
+past its time limit, or is cancelled, is a failed trial with the reason and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tests.helpers import TRAIN_APP, load_study, results, sweep_dirs
+from tests.slurm_cluster import SlurmCluster
+
+WAIT_S = 300.0  # bound on polling loops and subprocesses, so a broken cluster cannot hang CI
+
+
+def launcher_overrides(cluster: SlurmCluster) -> list[str]:
+    """The hydra-submitit-launcher settings that run trials on the test cluster."""
+    return [
+        "hydra/launcher=submitit_slurm",
+        f"hydra.launcher.partition={cluster.partition}",
+        "hydra.launcher.timeout_min=10",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1",
+    ]
+
+
+def _run(cluster: SlurmCluster, app: Path, args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(app), *args],
+        cwd=cwd,
+        env=cluster.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(  # noqa: B904
+            f"sweep still running after {WAIT_S:.0f}s\n{out[-2000:]}\n{err[-3000:]}"
+        )
+    return proc.returncode, out, err
+
+
+def _wait_for(what: str, cond) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not cond():
+        assert time.monotonic() < deadline, f"not seen within {WAIT_S:.0f}s: {what}"
+        time.sleep(0.25)
+
+
+def _acct(cluster: SlurmCluster, job_id: str) -> list[str]:
+    out = cluster.run("sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", job_id).stdout
+    return out.strip().splitlines()
+
+
+def test_slurm_sweep_of_train_py_lands_in_the_ledger(slurm_cluster: SlurmCluster, tmp_path: Path):
+    """`python train.py --multirun hpo=random hydra/launcher=submitit_slurm hydra.sweeper.n_jobs=2`:
+    four trials, run as Slurm job arrays of two, all in the ledger and the sweep folder."""
+    storage = f"sqlite:///{tmp_path / 'ledger.db'}"
+    args = [
+        "--multirun",
+        "hpo=random",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.seed=5",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=slurm_random",
+        *launcher_overrides(slurm_cluster),
+    ]
+    code, out, err = _finish(_run(slurm_cluster, TRAIN_APP, args, tmp_path))
+    assert code == 0, out[-3000:] + err[-3000:]
+    study = optuna.load_study(study_name="slurm_random", storage=storage)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    (sweep_dir,) = sweep_dirs(tmp_path)
+    assert load_study(sweep_dir).study_name == "slurm_random"
+    assert results(sweep_dir)["best_value"] == pytest.approx(max(t.value for t in trials))
+    slurm_ids = []
+    for t in trials:
+        job_dir = Path(t.user_attrs["job_dir"])
+        assert job_dir.parent == sweep_dir and (job_dir / "metrics.json").is_file()
+        assert t.user_attrs["metrics"]["validation/accuracy"] == pytest.approx(t.value)
+        # Hydra's job id is the Slurm array task the trial ran as (submitit sets it)
+        hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())
+        slurm_ids.append(str(hydra_cfg["hydra"]["job"]["id"]))
+    arrays = {}
+    for sid in slurm_ids:
+        array, _, task = sid.partition("_")
+        arrays.setdefault(array, []).append(task)
+    # two batches of n_jobs=2, each one job array of two tasks
+    assert sorted(sorted(tasks) for tasks in arrays.values()) == [["0", "1"], ["0", "1"]]
+    for sid in slurm_ids:
+        assert _acct(slurm_cluster, sid) == [f"{sid}|COMPLETED"]
+
+
+SLOW_APP = '''\
+"""A trial that records its Slurm job id, then hangs when x is in hang_for."""
+import os
+import time
+from pathlib import Path
+
+import hydra
+
+
+@hydra.main(version_base="1.3", config_path=".", config_name="config")
+def main(cfg):
+    # the array task's own id (SLURM_JOB_ID may name the whole array to scancel/scontrol)
+    job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    Path(cfg.marks, f"x{cfg.x}.jobid").write_text(job)
+    if cfg.x in cfg.hang_for:
+        time.sleep(900)
+    return {"score": float(cfg.x)}
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+SLOW_CONFIG = """\
+defaults:
+  - override hydra/sweeper: nemo_rl
+  - _self_
+x: 0
+marks: .
+hang_for: []
+hydra:
+  sweeper:
+    metric: score
+    direction: maximize
+"""
+
+# the proposal of tests/slurm/proposed_submitit_jobs.py, put in place before Hydra starts
+PATCHED_APP = """\
+import runpy
+import sys
+
+from hydra.core.plugins import Plugins
+
+Plugins.instance()  # scan plugins first: the scan re-executes plugin modules
+sys.path.insert(0, {proposal_dir!r})
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+from proposed_submitit_jobs import launch_each
+
+BaseSubmititLauncher.launch = lambda self, overrides, initial_job_idx: launch_each(
+    self, overrides, initial_job_idx
+)
+sys.argv[0] = {slow_app!r}
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _slow_sweep(cluster: SlurmCluster, tmp_path: Path, patched: bool = False):
+    """A grid sweep x=1..4, two jobs at a time, whose trial x=2 hangs; returns (proc, marks)."""
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "slow_app.py").write_text(SLOW_APP)
+    (app_dir / "config.yaml").write_text(SLOW_CONFIG)
+    app = app_dir / "slow_app.py"
+    if patched:
+        app = app_dir / "patched_app.py"
+        app.write_text(
+            PATCHED_APP.format(
+                proposal_dir=str(Path(__file__).parent / "slurm"),
+                slow_app=str(app_dir / "slow_app.py"),
+            )
+        )
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    args = [
+        "--multirun",
+        "hydra.sweeper.strategy=grid",
+        "hydra.sweeper.n_trials=null",
+        "x=choice(1,2,3,4)",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.max_failure_rate=0.9",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path / 'ledger.db'}",
+        "hydra.sweeper.study_name=slow",
+        f"marks={marks}",
+        "hang_for=[2]",
+        *launcher_overrides(cluster),
+    ]
+    return _run(cluster, app, args, tmp_path), marks
+
+
+def _hung_job(cluster: SlurmCluster, marks: Path) -> str:
+    mark = marks / "x2.jobid"
+    _wait_for("trial x=2 running", lambda: mark.exists() and mark.read_text().strip() != "")
+    job = mark.read_text().strip()
+    _wait_for(
+        f"job {job} RUNNING",
+        lambda: (
+            cluster.run("squeue", "-h", "-j", job, "-o", "%T", check=False).stdout.strip()
+            == "RUNNING"
+        ),
+    )
+    return job
+
+
+def _check_one_failed_and_sweep_went_on(tmp_path: Path, proc, reason_part: str) -> str:
+    code, out, err = _finish(proc)
+    assert code == 0, out[-3000:] + err[-3000:]
+    study = optuna.load_study(study_name="slow", storage=f"sqlite:///{tmp_path / 'ledger.db'}")
+    by_x = {t.params["x"]: t for t in study.get_trials()}
+    assert sorted(by_x) == [1, 2, 3, 4]
+    assert {x: t.state for x, t in by_x.items()} == {
+        1: TrialState.COMPLETE,
+        2: TrialState.FAIL,
+        3: TrialState.COMPLETE,
+        4: TrialState.COMPLETE,
+    }
+    reason = by_x[2].user_attrs["fail_reason"]
+    assert reason_part in reason
+    assert [by_x[x].value for x in (1, 3, 4)] == [1.0, 3.0, 4.0]
+    return reason
+
+
+def test_trial_past_its_time_limit_is_a_failed_trial_and_the_sweep_goes_on(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+):
+    """The hung trial's end time is moved to now (Slurm's smallest --time is a minute); Slurm's
+    warning signal reaches submitit in the job, which ends the trial with a "timed-out" error, and
+    Slurm records TIMEOUT. Works with hydra-submitit-launcher as it is."""
+    proc, marks = _slow_sweep(slurm_cluster, tmp_path)
+    job = _hung_job(slurm_cluster, marks)
+    soon = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + 2))
+    slurm_cluster.run("scontrol", "update", f"JobId={job}", f"EndTime={soon}")
+    _check_one_failed_and_sweep_went_on(tmp_path, proc, "timed-out")
+    _wait_for(
+        f"job {job} TIMEOUT in accounting",
+        lambda: (
+            "TIMEOUT"
+            in slurm_cluster.run("sacct", "-n", "-X", "-P", "-o", "State", "-j", job).stdout
+        ),
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="hydra-submitit-launcher's launch() raises submitit.core.utils.UncompletedJobError "
+    "for a cancelled job and the sweep exits 1 (the lead's fix: tests/slurm/proposed_submitit_jobs.py)",
+)
+def test_cancelled_trial_is_a_failed_trial_and_the_sweep_goes_on(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+):
+    proc, marks = _slow_sweep(slurm_cluster, tmp_path)
+    job = _hung_job(slurm_cluster, marks)
+    slurm_cluster.run("scancel", job)
+    _check_one_failed_and_sweep_went_on(tmp_path, proc, "CANCELLED")
+
+
+def test_proposed_launch_each_turns_a_cancelled_job_into_a_failed_trial(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+):
+    """The proposal (tests/slurm/proposed_submitit_jobs.py) patched in: the cancelled trial fails
+    with the Slurm state and its log, the trial that shared its batch and the next batch complete.
+    Delete this test, and the xfail above, once the sweeper calls launch_each itself."""
+    proc, marks = _slow_sweep(slurm_cluster, tmp_path, patched=True)
+    job = _hung_job(slurm_cluster, marks)
+    slurm_cluster.run("scancel", job)
+    reason = _check_one_failed_and_sweep_went_on(tmp_path, proc, "ended CANCELLED")
+    assert reason.startswith("SlurmJobEnded: Slurm job ") and "log " in reason
