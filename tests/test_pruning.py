@@ -256,6 +256,45 @@ def test_embedded_trainer_trials_are_pruned_at_a_validation(tmp_path):
     assert study.best_value > max(t.value for t in study.trials[2:])
 
 
+def test_train_py_prunes_with_the_median_preset(tmp_path):
+    """The real app (train.py, embedded trainer) under the basic launcher, pruner from conf/pruner."""
+    lrs = [0.01, 0.003, 0.0001, 0.00012]  # two that learn, two that cannot
+    enqueue = ", ".join(f"{{policy.optimizer.kwargs.lr: {lr}}}" for lr in lrs)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "--multirun",
+            "hydra/sweeper=nemo_rl",
+            "policy.optimizer.kwargs.lr=tag(log,interval(1e-4,1e-1))",
+            "grpo.max_num_steps=30",
+            "hydra.sweeper.n_trials=4",
+            f"hydra.sweeper.enqueue=[{enqueue}]",
+            "+pruner=median",
+            "hydra.sweeper.pruner.n_startup_trials=2",
+            "hydra.sweeper.pruner.n_warmup_steps=0",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = ledger_study(tmp_path)
+    assert study.user_attrs[STUDY_ATTR_PRUNER]["_target_"] == "optuna.pruners.MedianPruner"
+    trials = study.trials
+    assert [t.params["policy.optimizer.kwargs.lr"] for t in trials] == lrs
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED] * 2
+    for t in trials[:2]:
+        assert sorted(t.intermediate_values) == [10, 20, 30]
+        assert t.value == t.user_attrs["metrics"]["validation/accuracy"]
+    for t in trials[2:]:
+        assert t.intermediate_values.keys() == {10}
+        assert t.value == t.intermediate_values[10]
+        assert Path(t.user_attrs["job_dir"]).is_dir()
+
+
 # ---------------------------------------------------------------------------------- bad input
 
 
