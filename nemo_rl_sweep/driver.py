@@ -239,6 +239,7 @@ class Sweep:
         self.progress.message(f"strategy {self.settings.strategy}, ledger {self.storage_url}")
         self.progress.sweep_started(study, self.settings.n_trials)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        restore = _sigterm_as_interrupt()
         try:
             while True:
                 batch_size = self._next_batch_size(study)
@@ -256,6 +257,7 @@ class Sweep:
                 self._write_results(study)
                 self._check_failures(study)
         finally:
+            restore()
             self._write_results(study)
             self.progress.sweep_finished(study)
         return SweepResult(study, self.storage_url, self.sweep_dir, list(self.new_trials))
@@ -266,8 +268,11 @@ class Sweep:
         for params in self.settings.enqueue:
             study.enqueue_trial(dict(params), skip_if_exists=True)
         if isinstance(self.sampler, GridSampler):
+            # pending_points skips points held by live or finished trials (not by stale ones, which
+            # Optuna's skip_if_exists would wrongly count); a point two sweepers enqueue at once
+            # runs once, see _ask
             for point in list(self.sampler.pending_points(study)):
-                study.enqueue_trial(point, skip_if_exists=True)
+                study.enqueue_trial(point)
 
     def _next_batch_size(self, study: optuna.Study) -> int:
         trials = study.get_trials(deepcopy=False)
@@ -278,19 +283,44 @@ class Sweep:
         return min(self.settings.n_jobs, self.settings.n_trials - used)
 
     def _ask(self, study: optuna.Study) -> optuna.Trial | None:
-        """A new trial with every parameter sampled, or None when a grid has no point left."""
-        trial = study.ask()
-        fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
-        if isinstance(self.sampler, GridSampler) and not fixed:
-            # another sweeper took the last waiting point between our count and our ask
-            study.tell(trial, state=TrialState.FAIL)
-            study._storage.set_trial_user_attr(trial._trial_id, ledger.ATTR_STALE, True)
-            return None
-        for name, dist in self.distributions.items():
-            suggest(trial, name, dist)
-        trial.set_user_attr(ledger.ATTR_OWNER, ledger.owner_tag())
-        trial.set_user_attr(ledger.ATTR_OVERRIDES, trial_overrides(self.space, trial.params))
-        return trial
+        """A new trial with every parameter sampled, or None when the budget or the grid is used up.
+
+        Several sweepers may share the study, so a trial is claimed first and checked after: a grid
+        point another sweeper already holds, or a trial past ``n_trials`` (counted in trial-number
+        order, which the storage assigns atomically), is closed as surplus and never launched.
+        """
+        grid = isinstance(self.sampler, GridSampler)
+        while True:
+            if grid and not any(
+                t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)
+            ):
+                return None
+            trial = study.ask()
+            system_attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+            if grid:
+                if not system_attrs.get("fixed_params"):
+                    _close_surplus(study, trial, "no grid point was left for it")
+                    return None
+                point = system_attrs["fixed_params"]
+                if _point_held_before(study, trial.number, point):
+                    _close_surplus(study, trial, "another sweeper holds the same grid point")
+                    continue
+            elif self._budget_rank(study, trial.number) > self.settings.n_trials:
+                _close_surplus(study, trial, "the study's n_trials were already used up")
+                return None
+            for name, dist in self.distributions.items():
+                suggest(trial, name, dist)
+            trial.set_user_attr(ledger.ATTR_OWNER, ledger.owner_tag())
+            trial.set_user_attr(ledger.ATTR_OVERRIDES, trial_overrides(self.space, trial.params))
+            return trial
+
+    @staticmethod
+    def _budget_rank(study: optuna.Study, number: int) -> int:
+        return sum(
+            ledger.counts_toward_budget(t)
+            for t in study.get_trials(deepcopy=False)
+            if t.number <= number and t.state != TrialState.WAITING
+        )
 
     def _run_batch(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
         jobs = [TrialJob(t.number, trial_overrides(self.space, t.params)) for t in trials]
@@ -406,6 +436,36 @@ def describe_error(error: BaseException | str) -> str:
     head = f"{type(error).__name__}: {text}" if text else type(error).__name__
     tb = "".join(traceback.format_tb(error.__traceback__)[-1:]).strip()
     return head if not tb else f"{head} [{tb.splitlines()[0].strip()}]"
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """SIGTERM (scancel of the sweeper's own job, a shutdown) stops the sweep as Ctrl-C does."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _point_held_before(study: optuna.Study, number: int, point: dict[str, Any]) -> bool:
+    from nemo_rl_sweep.samplers.grid import holds_point, point_of
+
+    return any(
+        t.number < number and holds_point(t) and point_of(t) == point
+        for t in study.get_trials(deepcopy=False)
+        if t.state != TrialState.WAITING
+    )
+
+
+def _close_surplus(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """A claimed trial that must not run: failed and stale, so it counts nowhere."""
+    _finish_stale(study, trial, f"not run: {reason}")
 
 
 def _finish_stale(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:

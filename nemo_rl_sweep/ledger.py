@@ -8,12 +8,14 @@ sweep folders, so it survives the process and the same command resumes the same 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import socket
+import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +96,44 @@ def open_storage(url: str) -> BaseStorage:
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
     try:
-        return optuna.storages.RDBStorage(url, **kwargs)
+        with _creation_lock(url):
+            return _rdb_storage(url, kwargs)
     except Exception as exc:  # SQLAlchemy raises many types; the first line says which
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SweepConfigError(
             "hydra.sweeper.storage", f"cannot open {url!r} ({first})", "check the URL and driver"
         ) from None
+
+
+def _rdb_storage(url: str, kwargs: dict[str, Any], attempts: int = 5) -> BaseStorage:
+    """RDBStorage, retried: another process (a dashboard, a job) may be creating the same tables."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    """Two sweepers started at once on a new SQLite file would both create its tables; take turns."""
+    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+    if not path or path == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def default_study_name(task_name: str, strategy: str, identity: Mapping[str, Any]) -> str:
@@ -146,14 +180,25 @@ def open_study(
     return study
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return "-"
+
+
 def owner_tag() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who runs a trial: host, boot and pid, so a sweeper that died (or a host that rebooted) shows."""
+    return f"{socket.gethostname()}:{_boot_id()}:{os.getpid()}"
 
 
 def _owner_is_dead(owner: str) -> bool:
-    host, _, pid = owner.rpartition(":")
+    host, _, rest = owner.partition(":")
+    boot, _, pid = rest.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
-        return False
+        return False  # another host's sweeper: its own resume or heartbeat decides
+    if boot and boot != _boot_id():
+        return True
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

@@ -2,6 +2,7 @@
 
 import math
 import os
+import time
 
 import hydra
 from omegaconf import DictConfig
@@ -9,6 +10,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="toy")
 def main(cfg: DictConfig) -> dict:
+    time.sleep(cfg.sleep)
     if cfg.mode == "raise" or (cfg.mode == "raise_if_big" and cfg.x > cfg.fail_above):
         raise RuntimeError(f"boom at x={cfg.x}")
     if cfg.mode == "give_nan":
