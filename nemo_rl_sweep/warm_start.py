@@ -159,6 +159,35 @@ def check_enqueue(
     return out
 
 
+RECIPE_ENTRY = "recipe"
+
+
+def expand_recipe_entries(
+    entries: Sequence[Any] | None, space: SearchSpace, lookup: Callable[[str], Any]
+) -> list[Any]:
+    """Replace each ``"recipe"`` entry by the trial config's own values of the swept keys.
+
+    ``enqueue: [recipe]`` runs the recipe's defaults as the first trial, a baseline every sweep
+    should beat. ``lookup(key)`` returns the config's value or raises ``KeyError`` (a key the config
+    lacks, swept as ``+key``, is then sampled as usual). The values are checked like any entry.
+    """
+    out: list[Any] = []
+    for entry in entries or []:
+        if entry != RECIPE_ENTRY:
+            out.append(entry)
+            continue
+        values = {}
+        for key in space.params:
+            try:
+                value = lookup(key)
+            except KeyError:
+                continue
+            if value is not None:
+                values[key] = value
+        out.append(values)
+    return out
+
+
 # ------------------------------------------------------------------------------ earlier studies
 
 

@@ -15,7 +15,7 @@ from nemo_rl_sweep import ledger
 from nemo_rl_sweep.driver import JobOutcome, Sweep, SweepSettings
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.space import parse_params
-from nemo_rl_sweep.warm_start import check_enqueue, check_source
+from nemo_rl_sweep.warm_start import check_enqueue, check_source, expand_recipe_entries
 
 REPO = Path(__file__).resolve().parents[1]
 CURVE_APP = REPO / "tests" / "apps" / "optuna_dropin" / "curve.py"
@@ -149,6 +149,42 @@ def test_bad_enqueue_stops_a_hydra_sweep_before_any_job(tmp_path):
     ]
     assert not list(tmp_path.glob("multirun/*/*/0"))
     assert not (tmp_path / "multirun" / ledger.DEFAULT_LEDGER_FILE).exists()
+
+
+def test_recipe_entry_enqueues_the_configs_own_values():
+    space = parse_params({**SPACE, "+extra": "choice(1, 2)"})
+    config = {"lr": 0.003, "gens": 8, "steps": 20, "temp": 1.0}
+
+    def lookup(key):
+        return config[key]  # KeyError for +extra: the config has no such key
+
+    entries = expand_recipe_entries(["recipe", {"lr": 0.01}], space, lookup)
+    assert entries == [config, {"lr": 0.01}]
+    assert check_enqueue(entries, space, n_trials=2)[0] == config
+
+
+def test_enqueue_recipe_in_a_hydra_sweep_runs_the_config_defaults_first(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(CURVE_APP),
+            "--multirun",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.enqueue=[recipe]",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    storage = "sqlite:///" + str(tmp_path / "multirun" / ledger.DEFAULT_LEDGER_FILE)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert trials[0].params == {"x": 0.5}  # x: 0.5 in tests/apps/optuna_dropin/conf/curve.yaml
+    assert trials[0].user_attrs["overrides"] == ["x=0.5"]
+    assert trials[1].params["x"] != 0.5 and len(trials) == 2
 
 
 # ------------------------------------------------------------------------------ earlier studies

@@ -14,7 +14,7 @@ from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.nemo_rl_sweeper import config as _config  # noqa: F401  (registers the schema)
 
@@ -102,12 +102,14 @@ class NemoRLSweeper(Sweeper):
 
         from nemo_rl_sweep.driver import Sweep, SweepSettings
         from nemo_rl_sweep.space import parse_overrides, parse_params
+        from nemo_rl_sweep.warm_start import expand_recipe_entries
 
         assert self.config is not None
         space = parse_params(_container(self.settings.get("params")) or {}).with_overrides(
             parse_overrides(arguments)
         )
         values = {k: _container(self.settings.get(k)) for k in _SETTINGS if k in self.settings}
+        values["enqueue"] = expand_recipe_entries(values.get("enqueue"), space, self._recipe_value)
         settings = SweepSettings(**values)
         sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
         ledger_dir = Path(self.config.hydra.runtime.cwd) / "multirun"
@@ -135,6 +137,13 @@ class NemoRLSweeper(Sweeper):
 
     # ---------------------------------------------------------------------------------------
 
+    def _recipe_value(self, key: str) -> Any:
+        """The trial config's value at ``key`` (for ``enqueue: [recipe]``); KeyError if it has none."""
+        value = OmegaConf.select(self.config, key, default=_ABSENT, throw_on_missing=False)
+        if value is _ABSENT:
+            raise KeyError(key)
+        return _container(value)
+
     def _check_trial_config(self, space: Any, first_trials: Sequence[Sequence[str]]) -> None:
         """Refuse, before any job, a swept key the trial config lacks (unless written ``+key``)."""
         from nemo_rl_sweep.errors import SweepConfigError
@@ -155,9 +164,12 @@ class NemoRLSweeper(Sweeper):
                 )
         _check_metrics(self.config, self.settings.get("metric"))
         assert self.hydra_context is not None
+        _check_launcher(self.config)
         for overrides in first_trials:
             try:
-                self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+                trial_cfg = self.hydra_context.config_loader.load_sweep_config(
+                    self.config, list(overrides)
+                )
             except Exception as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise SweepConfigError(
@@ -165,6 +177,14 @@ class NemoRLSweeper(Sweeper):
                     f"Hydra cannot compose a trial config ({first})",
                     "fix the key or value it names",
                 ) from None
+            if OmegaConf.select(trial_cfg, "trainer.name") == "nemo_rl":
+                from nemo_rl_sweep.nemo_rl.runner import check_nemo_rl_trial
+
+                with open_dict(trial_cfg):
+                    trial_cfg.pop("hydra", None)
+                check_nemo_rl_trial(
+                    trial_cfg, None, self.settings.get("metric"), self.settings.get("direction")
+                )
 
     def _launch(self, jobs: Sequence[Any]) -> list[Any]:
         from nemo_rl_sweep.driver import JobOutcome
@@ -203,6 +223,21 @@ class NemoRLSweeper(Sweeper):
 
 
 _ABSENT = object()
+
+
+def _check_launcher(config: DictConfig) -> None:
+    """A Slurm launcher on a machine without Slurm would fail every trial; say so up front."""
+    import shutil
+
+    from nemo_rl_sweep.errors import SweepConfigError
+
+    target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+    if "SlurmLauncher" in target and shutil.which("sbatch") is None:
+        raise SweepConfigError(
+            "hydra/launcher",
+            "submitit_slurm needs Slurm's sbatch, which is not on PATH here",
+            "run on a Slurm login node, or use hydra/launcher=basic (or joblib) on this machine",
+        )
 
 
 def _check_metrics(config: DictConfig, metric: Any) -> None:
