@@ -144,19 +144,23 @@ def _top_block(
 
 
 def _pareto_block(study: optuna.Study, trials: Sequence[FrozenTrial]) -> list[str]:
-    """The front, as the Pareto results module prints it when it is there; else a plain table."""
+    """The front as the Pareto results module prints it (and its hypervolume); a plain table of
+    Optuna's ``best_trials`` when that module is not there."""
     try:
         from nemo_rl_sweep import pareto_results  # written with the pareto strategy
     except ImportError:
         pareto_results = None
-    formatter = getattr(pareto_results, "format_pareto_table", None) if pareto_results else None
-    if formatter is not None:
+    if pareto_results is not None:
         try:
-            text = formatter(study)
-            if text:
-                return str(text).splitlines()
+            text = pareto_results.format_front_table(study)
+            lines = [f"  {line}" if i else line for i, line in enumerate(text.splitlines())]
+            hv = pareto_results.front_hypervolume(study)
+            if hv is not None:
+                ref = ", ".join(format_number(x) for x in hv[1])
+                lines.append(f"Hypervolume {format_number(hv[0])} (reference point {ref})")
+            return lines
         except Exception as exc:  # the summary must come out; say why the table did not
-            return [f"(Pareto table unavailable: {clean_text(exc, 200)})"]
+            return [f"(Pareto table unavailable: {type(exc).__name__}: {clean_text(exc, 200)})"]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return ["No trial completed yet, so there is no Pareto front."]

@@ -280,6 +280,33 @@ def test_report_works_on_other_strategies(
     assert_plotly_html(sweep.dir / PLOTS_DIR / "parallel_coordinate.html")
 
 
+def test_report_on_a_pareto_sweep_prints_the_front_and_keeps_its_picture(tmp_path: Path) -> None:
+    sweep = Sweep(
+        tmp_path,
+        [
+            "hydra.sweeper.strategy=pareto",
+            "hydra.sweeper.metric=[score,cost]",
+            "hydra.sweeper.direction=[maximize,minimize]",
+            "hydra.sweeper.n_trials=5",
+        ],
+    )
+    assert "Pareto front:" in sweep.stdout and "Hypervolume " in sweep.stdout
+    (sweep.dir / "pareto_front.png").unlink()
+    out = io.StringIO()
+    assert run_report(str(sweep.dir), stream=out) == 0
+    text = out.getvalue()
+    assert "(pareto), objective score (maximize), cost (minimize): 5 trials, 5 complete" in text
+    front = {t.number for t in sweep.study().best_trials}
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Pareto front:"))
+    assert f"Pareto front: {len(front)} of 5 completed trials" == lines[start]
+    rows = lines[start + 3 : start + 3 + len(front)]
+    assert {int(r.split()[0]) for r in rows} == front
+    assert_real_png(sweep.dir / "pareto_front.png")  # written again by the Pareto results module
+    assert_plotly_html(sweep.dir / PLOTS_DIR / "pareto_front.html", "score", "cost")
+    assert f"Pareto front   {sweep.dir / 'pareto_front.png'}" in text
+
+
 def test_report_by_storage_url_picks_the_study_and_refuses_an_ambiguous_ledger(
     random_sweep: Sweep, tmp_path: Path
 ) -> None:
@@ -437,7 +464,7 @@ def test_several_objectives_give_a_front_and_its_plot(tmp_path: Path) -> None:
     text = format_summary(study, tmp_path, url)
     assert "Pareto front" in text
     for number in front:
-        assert re.search(rf"^\s+{number}\s", text, re.M)
+        assert re.search(rf"^\s*{number}\s", text, re.M)
     written = {p.name for p in write_plots(study, tmp_path)}
     assert "pareto_front.html" in written and "history.png" not in written
     # plotly's JSON writes "/" as "\\/"
