@@ -72,6 +72,7 @@ def write_plots(
 
 def plot_specs(study: optuna.Study) -> list[PlotSpec]:
     """The plots that make sense for this study, in the order a person reads them."""
+    _pyplot()  # Agg before Optuna's matplotlib module imports pyplot
     from optuna import visualization as pv
     from optuna.visualization import matplotlib as mv
 
