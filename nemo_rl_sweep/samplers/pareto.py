@@ -1,0 +1,404 @@
+"""``strategy: pareto``: multi-objective Bayesian optimisation as an Optuna sampler.
+
+Users trade accuracy against cost (step time, tokens, GPU-hours) and want the whole front of best
+trade-offs. Each trial is expensive, so the default method is model-based:
+
+* ``method="ehvi"`` (default): one Gaussian process per objective (``nemo_rl_sweep.gp``) and the
+  *exact* expected hypervolume improvement over the current front, in log space
+  (:mod:`nemo_rl_sweep.pareto.acquisition`), maximised by Sobol candidates, perturbations of the
+  Pareto-optimal points and batched L-BFGS-B (``nemo_rl_sweep.gp.optimize_acquisition``).
+* ``method="parego"``: ParEGO (Knowles 2006): each suggestion draws a random weight vector, turns the
+  normalised objectives into one augmented-Chebyshev score and maximises log-EI of a GP on it.
+* ``method="nsga2"``: Optuna's NSGA-II, for budgets of hundreds of cheap trials.
+
+Shared behaviour (as ``BayesSampler``):
+
+* The first ``n_startup_trials`` points are a seeded scrambled Sobol sequence.
+* RUNNING trials (the rest of a batch, another sweeper's trials) are handled by a Kriging believer:
+  each objective's GP is conditioned on its own prediction at the running points, and those
+  predictions join the front, so the next point of a batch goes somewhere else.
+* FAIL trials are not fitted, and their points are never proposed again.
+* ``study.directions`` are honoured (maximised objectives are negated internally).
+* The reference point of the acquisition is ``reference_point`` (user units, one number per
+  objective) if given, else each objective's worst observed value pushed out by 10% of its
+  observed range (as :func:`nemo_rl_sweep.pareto.default_reference_point`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler
+from optuna.search_space import IntersectionSearchSpace
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from nemo_rl_sweep.errors import SweepConfigError
+from nemo_rl_sweep.gp import Hyperparameters, fit_gp, log_ei, optimize_acquisition
+from nemo_rl_sweep.gp.threads import single_thread
+from nemo_rl_sweep.pareto.acquisition import LogEHVI
+from nemo_rl_sweep.pareto.front import pareto_front_mask, to_minimization
+from nemo_rl_sweep.pareto.hypervolume import validate_reference_point
+from nemo_rl_sweep.samplers._encoding import SpaceEncoding, modelable_space
+from nemo_rl_sweep.samplers.bayes import _fits, _is_repeat
+
+METHODS = ("ehvi", "parego", "nsga2")
+_OPT_KEY = "hydra.sweeper.strategy_options"
+_PARAMS_ATTR = "pareto:relative_params"
+_OTHER_PARAMS_ATTRS = ("bayes:relative_params",)
+
+
+def validate_pareto_options(
+    n_objectives: int | None,
+    *,
+    reference_point: Sequence[float] | None = None,
+    method: str = "ehvi",
+    n_startup_trials: Any = 10,
+) -> np.ndarray | None:
+    """Refuse bad pareto settings with one ``SweepConfigError`` line; the sweeper can call this
+    before any job starts (``n_objectives`` = number of metrics; ``None`` skips those checks).
+
+    Returns the reference point as an array (or None)."""
+    if method not in METHODS:
+        raise SweepConfigError(
+            f"{_OPT_KEY}.method",
+            f"unknown method {method!r}",
+            f"use one of {', '.join(METHODS)} (default ehvi)",
+        )
+    if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int | np.integer):
+        raise SweepConfigError(
+            f"{_OPT_KEY}.n_startup_trials",
+            f"must be a whole number, got {n_startup_trials!r}",
+            "set a positive integer such as 10",
+        )
+    if n_startup_trials <= 0:
+        raise SweepConfigError(
+            f"{_OPT_KEY}.n_startup_trials",
+            f"must be positive, got {n_startup_trials}",
+            "set a positive integer such as 10",
+        )
+    if n_objectives is None:
+        return None
+    if n_objectives < 2:
+        raise SweepConfigError(
+            "hydra.sweeper.metric",
+            f"strategy pareto needs 2 or more objectives, got {n_objectives}",
+            "list several metrics, e.g. metric=[validation/accuracy,timing/train/total_step_time] "
+            "with one direction each, or use strategy=bayes for one objective",
+        )
+    if reference_point is None:
+        return None
+    return validate_reference_point(
+        reference_point, n_objectives, key=f"{_OPT_KEY}.reference_point"
+    )
+
+
+class ParetoSampler(BaseSampler):
+    """Multi-objective optimiser: GP per objective + exact log-EHVI (or ParEGO, or NSGA-II).
+
+    Args:
+        search_space: parameter name -> Optuna distribution; ``None`` infers the intersection
+            space of finished trials.
+        seed: makes the sweep reproducible.
+        n_startup_trials: Sobol points before the models are used (finished trials counted).
+        reference_point: one value per objective in the metrics' own units, bounding the
+            hypervolume the acquisition improves; default: derived from the current front.
+        method: ``"ehvi"`` (default), ``"parego"`` or ``"nsga2"``.
+        n_candidates: space-filling candidates scored per suggestion before local search.
+        n_restarts: local searches per suggestion.
+        population_size: NSGA-II population (``method="nsga2"`` only).
+    """
+
+    def __init__(
+        self,
+        search_space: dict[str, BaseDistribution] | None = None,
+        *,
+        seed: int | None = None,
+        n_startup_trials: int = 10,
+        reference_point: Sequence[float] | None = None,
+        method: str = "ehvi",
+        n_candidates: int = 1024,
+        n_restarts: int = 8,
+        population_size: int = 50,
+    ) -> None:
+        validate_pareto_options(
+            None, reference_point=reference_point, method=method, n_startup_trials=n_startup_trials
+        )
+        if reference_point is not None:
+            ref = np.asarray(reference_point, dtype=float).reshape(-1)
+            if not np.all(np.isfinite(ref)):
+                raise SweepConfigError(
+                    f"{_OPT_KEY}.reference_point", "has a NaN or inf", "use finite numbers"
+                )
+        self._search_space = dict(search_space) if search_space is not None else None
+        self._seed = seed
+        self._rng = np.random.RandomState(seed)
+        self._sobol_seed = int(self._rng.randint(2**31 - 1))
+        self._weights_seed = int(self._rng.randint(2**31 - 1))
+        self._independent = RandomSampler(seed=seed)
+        self._intersection = IntersectionSearchSpace()
+        self.method = method
+        self.n_startup_trials = int(n_startup_trials)
+        self.reference_point = (
+            None if reference_point is None else list(map(float, reference_point))
+        )
+        self.n_candidates = int(n_candidates)
+        self.n_restarts = int(n_restarts)
+        self._nsga2 = (
+            NSGAIISampler(seed=seed, population_size=population_size) if method == "nsga2" else None
+        )
+        self._hyper_cache: dict[tuple, Hyperparameters] = {}
+        self._sobol_cache: dict[tuple, np.ndarray] = {}
+
+    # -- checks ----------------------------------------------------------------------------------
+    def check_study(self, study: Study) -> None:
+        """Raise ``SweepConfigError`` if this sampler cannot serve ``study`` (called on every ask)."""
+        validate_pareto_options(
+            len(study.directions),
+            reference_point=self.reference_point,
+            method=self.method,
+            n_startup_trials=self.n_startup_trials,
+        )
+
+    # -- Optuna sampler protocol ------------------------------------------------------------------
+    def reseed_rng(self) -> None:
+        self._rng = np.random.RandomState()
+        self._independent.reseed_rng()
+        if self._nsga2 is not None:
+            self._nsga2.reseed_rng()
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        self.check_study(study)
+        if self._nsga2 is not None:
+            return self._nsga2.infer_relative_search_space(study, trial)
+        if self._search_space is not None:
+            return modelable_space(self._search_space)
+        return modelable_space(self._intersection.calculate(study))
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if self._nsga2 is not None:
+            return self._nsga2.sample_relative(study, trial, search_space)
+        if not search_space:
+            return {}
+        space = SpaceEncoding(search_space)
+        done, running, failed = [], [], []
+        for t in study.get_trials(deepcopy=False):
+            if t.number == trial.number:
+                continue
+            params = _params_of(t)
+            if not _fits(params, search_space):
+                continue
+            if t.state == TrialState.COMPLETE and t.values is not None:
+                if all(math.isfinite(v) for v in t.values):
+                    done.append((params, list(t.values)))
+            elif t.state in (TrialState.RUNNING, TrialState.WAITING):
+                running.append(params)
+            elif t.state == TrialState.FAIL:
+                failed.append(params)
+        seen = space.encode([p for p, _ in done] + running) if (done or running) else None
+        bad = space.encode(failed) if failed else None
+
+        if len(done) < self.n_startup_trials:
+            x = self._startup_point(space, trial.number, seen, bad)
+        else:
+            X = space.encode([p for p, _ in done])
+            Y = to_minimization(np.array([v for _, v in done], dtype=float), study.directions)
+            X_run = space.encode(running) if running else None
+            ref = None
+            if self.reference_point is not None:
+                ref = to_minimization(np.array([self.reference_point]), study.directions)[0]
+            if self.method == "parego":
+                x = self._parego_point(space, X, Y, X_run, seen, bad, trial.number)
+            else:
+                x = self._ehvi_point(space, X, Y, X_run, seen, bad, ref)
+        params = space.decode(x)
+        study._storage.set_trial_system_attr(trial._trial_id, _PARAMS_ATTR, json.dumps(params))
+        return params
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        if self._nsga2 is not None:
+            return self._nsga2.sample_independent(study, trial, param_name, param_distribution)
+        return self._independent.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        if self._nsga2 is not None:
+            self._nsga2.before_trial(study, trial)
+        else:
+            self._independent.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        if self._nsga2 is not None:
+            self._nsga2.after_trial(study, trial, state, values)
+        else:
+            self._independent.after_trial(study, trial, state, values)
+
+    # -- proposals ----------------------------------------------------------------------------------
+    def _startup_point(
+        self, space: SpaceEncoding, index: int, seen: np.ndarray | None, bad: np.ndarray | None
+    ) -> np.ndarray:
+        """The ``index``-th point of this sweep's Sobol sequence, skipping points already used."""
+        key = tuple(space.names)
+        need = max(2 * (index + 1), 64)
+        U = self._sobol_cache.get(key)
+        if U is None or len(U) < need:
+            U = space.sobol_uniform(2 ** math.ceil(math.log2(need)), self._sobol_seed)
+            self._sobol_cache[key] = U
+        for x in space.from_uniform(U[index:]):
+            if not _is_repeat(x, space, seen, bad):
+                return x
+        return space.sample(1, self._rng)[0]
+
+    def _fit(self, space: SpaceEncoding, X: np.ndarray, y: np.ndarray, tag: int) -> Any:
+        key = (tuple(space.names), space.dim, tag)
+        warm = self._hyper_cache.get(key)
+        model = fit_gp(
+            X,
+            y,
+            column_groups=space.column_groups,
+            warm_start=warm,
+            max_iter=100 if len(X) < 200 else 30,
+            # A fresh start as well as the warm one guards against a poor local optimum; every
+            # 5th fit is enough for that and halves the time of a suggestion.
+            try_default_start=warm is None or len(X) % 5 == 0,
+        )
+        self._hyper_cache[key] = model.hyper
+        return model
+
+    def _pick(
+        self,
+        rows: np.ndarray,
+        space: SpaceEncoding,
+        seen: np.ndarray | None,
+        bad: np.ndarray | None,
+    ) -> np.ndarray:
+        for x in rows:
+            if not _is_repeat(x, space, seen, bad):
+                return x
+        return space.sample(1, self._rng)[0]
+
+    def _seeds(self, X: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        if len(idx) > 10:
+            idx = self._rng.choice(idx, 10, replace=False)
+        return X[idx]
+
+    def _ehvi_point(
+        self,
+        space: SpaceEncoding,
+        X: np.ndarray,
+        Y: np.ndarray,
+        X_run: np.ndarray | None,
+        seen: np.ndarray | None,
+        bad: np.ndarray | None,
+        ref: np.ndarray | None,
+    ) -> np.ndarray:
+        m = Y.shape[1]
+        with single_thread():
+            # Objectives on a common scale (observed range -> [0, 1]): the boxes and the
+            # posterior live in the same units, and no objective's size dominates the product.
+            lo = Y.min(axis=0)
+            span = np.where(Y.max(axis=0) - lo > 0, Y.max(axis=0) - lo, 1.0)
+            Yn = (Y - lo) / span
+            models = [self._fit(space, X, Yn[:, k], k) for k in range(m)]
+            front = Yn[pareto_front_mask(Yn)]
+            if X_run is not None and len(X_run):
+                believed = np.stack([mdl.posterior(X_run)[0] for mdl in models], axis=1)
+                models = [mdl.condition_on(X_run, believed[:, k]) for k, mdl in enumerate(models)]
+                front = np.vstack([front, believed])
+                front = front[pareto_front_mask(front)]
+            # Default reference: the worst observed value of each objective plus 10% of its
+            # observed range, i.e. 1.1 on this normalised scale. (A reference at the front's own
+            # worst corner starves the front's ends of improvement and was clearly worse.)
+            ref_n = np.full(m, 1.1) if ref is None else (ref - lo) / span
+            acq = LogEHVI(front, ref_n)
+
+            def fn(Xq: torch.Tensor) -> torch.Tensor:
+                posts = [mdl.posterior(Xq) for mdl in models]
+                mean = torch.stack([p[0] for p in posts], dim=1)
+                var = torch.stack([p[1] for p in posts], dim=1)
+                return acq(mean, var)
+
+            rows, _ = optimize_acquisition(
+                fn,
+                space,
+                self._rng,
+                n_candidates=self.n_candidates,
+                n_restarts=self.n_restarts,
+                seeds=self._seeds(X, pareto_front_mask(Yn)),
+                n_per_seed=32,
+                lengthscales=np.min([mdl.lengthscales for mdl in models], axis=0),
+            )
+        return self._pick(rows, space, seen, bad)
+
+    def _parego_point(
+        self,
+        space: SpaceEncoding,
+        X: np.ndarray,
+        Y: np.ndarray,
+        X_run: np.ndarray | None,
+        seen: np.ndarray | None,
+        bad: np.ndarray | None,
+        index: int,
+    ) -> np.ndarray:
+        m = Y.shape[1]
+        w = np.random.RandomState((self._weights_seed + index) % 2**32).dirichlet(np.ones(m))
+        lo = Y.min(axis=0)
+        span = np.where(Y.max(axis=0) - lo > 0, Y.max(axis=0) - lo, 1.0)
+        Yn = (Y - lo) / span
+        # augmented Chebyshev scalarisation (to be minimised); the model maximises its negative
+        score = -(np.max(w * Yn, axis=1) + 0.05 * np.sum(w * Yn, axis=1))
+        with single_thread():
+            model = self._fit(space, X, score, -1)
+            best = float(model.to_standard(np.max(score)))
+            cond = model
+            if X_run is not None and len(X_run):
+                mean_run, _ = model.posterior(X_run)
+                cond = model.condition_on(X_run, np.minimum(mean_run, np.max(score)))
+            rows, _ = optimize_acquisition(
+                lambda Xq: log_ei(*cond.posterior_standard(Xq), best),
+                space,
+                self._rng,
+                n_candidates=self.n_candidates,
+                n_restarts=self.n_restarts,
+                seeds=X[np.argsort(-score, kind="stable")[:5]],
+                lengthscales=model.lengthscales,
+            )
+        return self._pick(rows, space, seen, bad)
+
+
+def _params_of(t: FrozenTrial) -> dict[str, Any]:
+    """A trial's parameters, including those a running trial was given but has not read yet."""
+    if t.state.is_finished():
+        return t.params
+    params: dict[str, Any] = {}
+    for key in (*_OTHER_PARAMS_ATTRS, _PARAMS_ATTR):
+        stored = t.system_attrs.get(key)
+        if stored:
+            params.update(json.loads(stored))
+    params.update(t.params)
+    return params
+
+
+__all__ = ["METHODS", "ParetoSampler", "validate_pareto_options"]
