@@ -4,7 +4,8 @@
   params and named values of every Pareto-optimal trial, plus its Hydra overrides when recorded);
 * :func:`write_pareto_csv` -> ``pareto.csv``; :func:`plot_front` -> ``pareto_front.png``;
 * :func:`format_front_table` -> the text table printed at the end of a sweep;
-* :func:`write_pareto_results` does all of it for a sweep folder and returns the YAML payload.
+* :func:`front_hypervolume` -> the hypervolume of the trials and the reference point used;
+* :func:`write_pareto_results` writes the files into a sweep folder and returns ``solutions``.
 
 Objective names come from ``study.metric_names`` (the ledger contract); directions from
 ``study.directions``. Only COMPLETE trials with finite values take part.
@@ -191,28 +192,15 @@ def front_hypervolume(
     return hypervolume(values, ref, study.directions), [float(x) for x in ref]
 
 
-def write_pareto_results(
-    study: optuna.Study,
-    sweep_dir: str | Path,
-    reference_point: Sequence[float] | None = None,
-) -> dict[str, Any]:
-    """Write ``pareto.csv`` and ``pareto_front.png`` into ``sweep_dir``; return the payload for
-    ``optimization_results.yaml``: ``solutions``, ``hypervolume``, ``reference_point``,
-    ``metrics`` and ``directions``."""
+def write_pareto_results(study: optuna.Study, sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """Write ``pareto.csv`` and ``pareto_front.png`` into ``sweep_dir`` and return the
+    ``solutions:`` list for ``optimization_results.yaml`` (see :func:`pareto_solutions`; the
+    hypervolume is :func:`front_hypervolume`)."""
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_pareto_csv(study, sweep_dir / CSV_NAME)
     plot_front(study, sweep_dir / PNG_NAME)
-    names = objective_names(study)
-    payload: dict[str, Any] = {
-        "metrics": names,
-        "directions": normalize_directions(study.directions, len(names)),
-        "solutions": pareto_solutions(study),
-    }
-    hv = front_hypervolume(study, reference_point)
-    if hv is not None:
-        payload["hypervolume"], payload["reference_point"] = float(hv[0]), hv[1]
-    return payload
+    return pareto_solutions(study)
 
 
 __all__ = [

@@ -28,6 +28,7 @@ from nemo_rl_sweep.pareto import (
 from nemo_rl_sweep.pareto.acquisition import LogEHVI, merged_boxes
 from nemo_rl_sweep.pareto_results import (
     format_front_table,
+    front_hypervolume,
     pareto_solutions,
     write_pareto_results,
 )
@@ -279,16 +280,17 @@ def test_result_writers(tmp_path):
         )
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
 
-    payload = write_pareto_results(study, tmp_path / "sweep")
-    sols = payload["solutions"]
+    sols = write_pareto_results(study, tmp_path / "sweep")
     assert [s["number"] for s in sols] == [3, 1, 0]  # best accuracy first; trial 2 is dominated
     assert sols[0]["params"] == {"policy.optimizer.kwargs.lr": 3e-4}
     assert sols[0]["values"] == {"validation/accuracy": 0.9, "timing/train/total_step_time": 5.0}
     assert sols[0]["overrides"] == ["policy.optimizer.kwargs.lr=0.0003"]
     assert pareto_solutions(study) == sols
     # default reference: (0.5 - 0.04, 5 + 0.4); the staircase, column by column from the right
-    np.testing.assert_allclose(payload["reference_point"], [0.46, 5.4])
-    assert payload["hypervolume"] == pytest.approx(0.2 * 0.4 + 0.2 * 3.4 + 0.04 * 4.4)
+    hv, ref = front_hypervolume(study)
+    np.testing.assert_allclose(ref, [0.46, 5.4])
+    assert hv == pytest.approx(0.2 * 0.4 + 0.2 * 3.4 + 0.04 * 4.4)
+    assert front_hypervolume(study, [0.0, 10.0])[0] == pytest.approx(0.2 * 5 + 0.2 * 8 + 0.5 * 9)
 
     with (tmp_path / "sweep" / "pareto.csv").open() as f:
         table = list(csv.reader(f))
@@ -319,13 +321,13 @@ def test_result_writers_on_three_objectives_and_empty_study(tmp_path):
         study.add_trial(
             optuna.trial.create_trial(params={}, distributions={}, values=rng.random(3).tolist())
         )
-    payload = write_pareto_results(study, tmp_path / "a")
-    assert len(payload["solutions"]) >= 1
-    assert set(payload["solutions"][0]["values"]) == {"objective_0", "objective_1", "objective_2"}
+    sols = write_pareto_results(study, tmp_path / "a")
+    assert len(sols) >= 1
+    assert set(sols[0]["values"]) == {"objective_0", "objective_1", "objective_2"}
     assert (tmp_path / "a" / "pareto_front.png").stat().st_size > 1000
 
     empty = optuna.create_study(directions=["minimize"] * 2)
-    payload = write_pareto_results(empty, tmp_path / "b")
-    assert payload["solutions"] == [] and "hypervolume" not in payload
+    assert write_pareto_results(empty, tmp_path / "b") == []
+    assert front_hypervolume(empty) is None
     assert (tmp_path / "b" / "pareto.csv").read_text().strip() == "number,objective_0,objective_1"
     assert format_front_table(empty) == "Pareto front: no completed trials."
