@@ -210,16 +210,21 @@ class Sweep:
             study.tell(trial, state=TrialState.FAIL)
         return out
 
+    def open(self) -> optuna.Study:
+        """Open (or create) the study, refusing a storage or a study that does not fit this sweep."""
+        if self.study is None:
+            self.study = ledger.open_study(
+                ledger.open_storage(self.storage_url),
+                self.study_name,
+                self.objectives.directions,
+                self.objectives.names,
+                sampler=self.sampler,
+                pruner=self.pruner,
+            )
+        return self.study
+
     def run(self) -> SweepResult:
-        storage = ledger.open_storage(self.storage_url)
-        self.study = study = ledger.open_study(
-            storage,
-            self.study_name,
-            self.objectives.directions,
-            self.objectives.names,
-            sampler=self.sampler,
-            pruner=self.pruner,
-        )
+        study = self.open()
         study.set_user_attr(ledger.STUDY_ATTR_STRATEGY, self.settings.strategy)
         study.set_user_attr(ledger.STUDY_ATTR_SPACE, self.space.describe())
         record_pruner(study, self.settings.pruner)  # the jobs rebuild it from the ledger

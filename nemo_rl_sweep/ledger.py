@@ -123,7 +123,7 @@ def _rdb_storage(url: str, kwargs: dict[str, Any], attempts: int = 5) -> BaseSto
 def _creation_lock(url: str) -> Iterator[None]:
     """Two sweepers started at once on a new SQLite file would both create its tables; take turns."""
     path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
-    if not path or path == ":memory:":
+    if not path or path == ":memory:" or (os.path.exists(path) and os.path.getsize(path) > 0):
         yield
         return
     import fcntl

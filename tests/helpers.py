@@ -16,9 +16,9 @@ TRAIN_APP = REPO / "train.py"
 
 
 def run_app(
-    app: Path, args: list[str], cwd: Path, timeout: float = 600
+    app: Path, args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env.setdefault("HYDRA_FULL_ERROR", "0")
     return subprocess.run(
         [sys.executable, str(app), *args],

@@ -1,10 +1,15 @@
 """The nemo_rl sweeper end to end: real `hydra.main` apps in subprocesses, a real SQLite ledger."""
 
 import csv
+import hashlib
 import json
 import math
+import os
+import sys
 
+import optuna
 import pytest
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from tests.helpers import TOY_APP, error_lines, load_study, results, run_app, sweep_dirs
@@ -105,32 +110,65 @@ def test_plus_key_adds_a_key_the_config_lacks(tmp_path):
 
 
 BAD_INPUTS = [
-    # Hydra itself parses command-line sweeps first; a config group's value reaches our parser
+    # the search space (a config group's value reaches our parser; Hydra parses command-line sweeps)
     (["hydra.sweeper.params.x='choice()'"], "x:"),
     (["x=interval(5, 1)"], "x:"),
     (["x=tag(log, interval(0, 1))"], "x:"),
     (["y=range(0, 4, 0)"], "y:"),
     (["nested.lrr=interval(0.1, 1.0)"], "nested.lrr:"),
     (["hydra.sweeper.strategy=grid"], "x:"),  # the group's x is an interval
+    # the sweeper keys
     (["hydra.sweeper.strategy=annealing"], "hydra.sweeper.strategy:"),
+    (["+hydra.sweeper.strategy_options.stratify=true"], "hydra.sweeper.strategy_options.stratify:"),
+    (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials:"),
+    (["hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs:"),
+    (["hydra.sweeper.max_failure_rate=1.5"], "hydra.sweeper.max_failure_rate:"),
+    (["hydra.sweeper.strategy=pareto"], "hydra.sweeper.metric:"),
+    # the storage URL and the study in it
+    (["hydra.sweeper.storage=not-a-url"], "hydra.sweeper.storage:"),
+    (["hydra.sweeper.storage=nosuchdb://user@localhost/db"], "hydra.sweeper.storage:"),
+    (
+        ["hydra.sweeper.study_name=finished", "hydra.sweeper.direction=minimize"],
+        "hydra.sweeper.study_name:",
+    ),
+    # the metric names
+    (["hydra.sweeper.metric=[]"], "hydra.sweeper.metric:"),
+    (["hydra.sweeper.metric=[score,score]"], "hydra.sweeper.metric:"),
     (["hydra.sweeper.direction=[maximize,minimize]"], "hydra.sweeper.direction:"),
     (["hydra.sweeper.direction=upward"], "hydra.sweeper.direction:"),
-    (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials:"),
-    (["hydra.sweeper.max_failure_rate=1.5"], "hydra.sweeper.max_failure_rate:"),
-    (["hydra.sweeper.storage=not-a-url"], "hydra.sweeper.storage:"),
-    (["hydra.sweeper.strategy=pareto"], "hydra.sweeper.metric:"),
+    # the launcher
+    (["hydra/launcher=submitit_slurm"], "hydra/launcher:"),
 ]
+
+
+def _existing_ledger(cwd):
+    """A ledger that already holds a user's finished trial, which no bad input may touch."""
+    path = cwd / "multirun" / "nemo_rl_sweep.db"
+    path.parent.mkdir(parents=True)
+    study = optuna.create_study(
+        storage=f"sqlite:///{path}", study_name="finished", direction="maximize"
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"x": 0.1}, distributions={"x": FloatDistribution(-1, 1)}, value=1.0
+        )
+    )
+    return path
 
 
 @pytest.mark.parametrize("args, key", BAD_INPUTS)
 def test_bad_input_refused_before_any_job(tmp_path, args, key):
-    proc = run_app(TOY_APP, ["--multirun", *args], tmp_path)
+    ledger_file = _existing_ledger(tmp_path)
+    before = hashlib.sha256(ledger_file.read_bytes()).hexdigest()
+    env_path = os.path.dirname(sys.executable)  # no Slurm commands on PATH
+    proc = run_app(TOY_APP, ["--multirun", *args], tmp_path, env={"PATH": env_path})
     assert proc.returncode != 0
     errors = error_lines(proc)
     assert len(errors) == 1, proc.stderr
     assert errors[0].startswith(f"Error: {key}") and "Fix:" in errors[0], errors[0]
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "multirun").exists() or not list((tmp_path / "multirun").rglob("*.db"))
+    assert hashlib.sha256(ledger_file.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in (tmp_path / "multirun").iterdir()) == ["nemo_rl_sweep.db"]
     assert not list(tmp_path.rglob("metrics.json"))
 
 

@@ -124,6 +124,7 @@ class NemoRLSweeper(Sweeper):
         self._check_trial_config(space, sweep.preview(1))
         if settings.dry_run:
             return _print_dry_run(sweep)
+        sweep.open()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self._storage_url, self._study_name = sweep.storage_url, sweep.study_name
