@@ -78,3 +78,59 @@ def test_recipe_key_typo_and_unreported_metric_are_refused(tmp_path):
     assert line.startswith("Error: hydra.sweeper.metric: 'validation/acc' is not reported")
     assert "validation/accuracy" in line
     assert not (tmp_path / "multirun").exists()
+
+
+def test_bayes_preset_runs_a_model_guided_sweep(tmp_path):
+    proc = run_app(
+        TRAIN_APP,
+        [
+            "--multirun",
+            "hpo=bayes",
+            "hydra.sweeper.seed=0",
+            "hydra.sweeper.n_trials=7",
+            "hydra.sweeper.strategy_options.n_startup_trials=4",
+            "grpo.max_num_steps=30",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (sweep_dir,) = sweep_dirs(tmp_path)
+    study = load_study(sweep_dir)
+    assert study.user_attrs["nemo_rl_sweep.strategy"] == "bayes"
+    trials = study.get_trials()
+    assert len(trials) == 7 and all(t.state == TrialState.COMPLETE for t in trials)
+    points = {tuple(sorted(t.params.items())) for t in trials}
+    assert len(points) == 7  # the model never proposes a point twice
+    assert results(sweep_dir)["best_value"] == max(t.value for t in trials)
+
+
+def test_pareto_preset_writes_the_front(tmp_path):
+    proc = run_app(
+        TRAIN_APP,
+        [
+            "--multirun",
+            "hpo=pareto",
+            "hydra.sweeper.seed=0",
+            "hydra.sweeper.n_trials=8",
+            "hydra.sweeper.strategy_options.n_startup_trials=5",
+            "grpo.max_num_steps=30",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (sweep_dir,) = sweep_dirs(tmp_path)
+    res = results(sweep_dir)
+    assert res["metric"] == ["validation/accuracy", "train/tokens_generated"]
+    trials = load_study(sweep_dir).get_trials()
+    front = res["solutions"]
+    assert front
+    for sol in front:  # no trial dominates a solution
+        acc, tokens = sol["values"]["validation/accuracy"], sol["values"]["train/tokens_generated"]
+        assert not any(
+            t.values[0] >= acc
+            and t.values[1] <= tokens
+            and (t.values[0], t.values[1]) != (acc, tokens)
+            for t in trials
+        )
+    assert (sweep_dir / "pareto.csv").is_file()
+    assert (sweep_dir / "pareto_front.png").stat().st_size > 1000
