@@ -201,7 +201,12 @@ class NemoRLSweeper(Sweeper):
                     f"hydra.sweeper.study_name={format_value(self._study_name)}",
                 ]
             )
-        returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
+        from hydra_plugins.nemo_rl_sweeper.submitit_jobs import is_submitit, launch_each
+
+        if is_submitit(self.launcher):
+            returns = launch_each(self.launcher, batch, initial_job_idx=self.job_idx)
+        else:
+            returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
         self.job_idx += len(batch)
         outcomes = []
         for ret in returns:
