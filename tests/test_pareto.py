@@ -239,6 +239,34 @@ def test_sampler_ignores_failed_trials_and_never_repeats_them():
     assert states.count(optuna.trial.TrialState.COMPLETE) == 12
 
 
+def test_sampler_on_a_mixed_space_with_mixed_directions():
+    # the shape of a NeMo RL sweep: log-scale lr, an int, a categorical; accuracy up, cost down
+    space = {
+        "policy.optimizer.kwargs.lr": optuna.distributions.FloatDistribution(1e-6, 1e-3, log=True),
+        "grpo.num_generations_per_prompt": optuna.distributions.IntDistribution(2, 16),
+        "policy.optimizer.name": optuna.distributions.CategoricalDistribution(["adam", "sgd"]),
+    }
+    sampler = ParetoSampler(space, seed=0, n_startup_trials=5, n_candidates=256, n_restarts=2)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+
+    def objective(trial):
+        lr = trial.suggest_float("policy.optimizer.kwargs.lr", 1e-6, 1e-3, log=True)
+        g = trial.suggest_int("grpo.num_generations_per_prompt", 2, 16)
+        opt = trial.suggest_categorical("policy.optimizer.name", ["adam", "sgd"])
+        accuracy = 1 - (math.log10(lr) + 4.5) ** 2 / 10 - 0.02 * (opt == "sgd") - 1 / g
+        return accuracy, float(g)
+
+    study.optimize(objective, n_trials=14)
+    seen = {tuple(t.params.values()) for t in study.trials}
+    assert len(seen) == 14  # no point proposed twice
+    front = study.best_trials
+    # the model phase found good learning rates (the accuracy peak is at 10^-4.5)
+    assert min(abs(math.log10(t.params["policy.optimizer.kwargs.lr"]) + 4.5) for t in front) < 0.5
+    for t in study.trials:  # every value is a valid value of its distribution
+        assert all(space[k]._contains(space[k].to_internal_repr(v)) for k, v in t.params.items())
+        assert isinstance(t.params["grpo.num_generations_per_prompt"], int)
+
+
 def test_parego_and_nsga2_methods_run():
     for method in ("parego", "nsga2"):
         study = _zdt1_study(ParetoSampler(seed=0, method=method, n_startup_trials=5), 8)
