@@ -292,7 +292,7 @@ def main() -> None:
             "",
             "Pruners (the presets in conf/pruner/, `+pruner=<name>`): "
             + "; ".join(
-                f"{k} = `{yaml.safe_dump(v, default_flow_style=True).strip()}`"
+                f"{k} = `{yaml.safe_dump(v, default_flow_style=True, width=1000).strip()}`"
                 for k, v in settings.items()
             ),
             "",
