@@ -107,13 +107,55 @@ def run_timing(job: tuple[str, int, int]) -> tuple[tuple[str, int], float]:
     return (sampler_name, size), float(np.median(times))
 
 
+TRAINER_SPACE = {
+    "policy.optimizer.kwargs.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+    "loss_fn.reference_policy_kl_penalty": optuna.distributions.FloatDistribution(
+        1e-4, 3e-1, log=True
+    ),
+    "grpo.num_generations_per_prompt": optuna.distributions.CategoricalDistribution((4, 8, 16)),
+}
+
+
+def _recipe() -> dict:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(ROOT / "conf" / "recipe" / "grpo_tiny.yaml")
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
 def run_trainer(job: tuple[str, int, int]) -> tuple[tuple[str, int], float]:
-    """Best validation/accuracy of one sweep on the embedded trainer (imported lazily)."""
-    from trainer_compare import run_sweep  # benchmarks/trainer_compare.py
+    """One sweep on the embedded GRPO trainer, ``train()`` in-process on an Optuna study:
+    returns the best final ``validation/accuracy`` over ``budget`` trials."""
+    import copy
+
+    from nemo_rl_sweep.trainer import train
 
     sampler_name, seed, budget = job
     _quiet()
-    return (sampler_name, seed), run_sweep(sampler_name, seed, budget)
+    base = _recipe()
+    if sampler_name == "bayes":
+        from nemo_rl_sweep.samplers.bayes import BayesSampler
+
+        sampler: optuna.samplers.BaseSampler = BayesSampler(TRAINER_SPACE, seed=seed)
+    else:
+        sampler = getattr(optuna.samplers, sampler_name)(seed=seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for _ in range(budget):
+        trial = study.ask(TRAINER_SPACE)
+        cfg = copy.deepcopy(base)
+        for key, value in trial.params.items():
+            node = cfg
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        metrics = train(cfg)
+        acc = metrics.get("validation/accuracy")
+        if acc is None or not np.isfinite(acc):
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, float(acc))
+    return (sampler_name, seed), float(study.best_value)
 
 
 def _init_worker() -> None:
@@ -159,7 +201,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--samplers", nargs="+", default=SAMPLERS, choices=SAMPLERS)
     ap.add_argument("--settings", nargs="+", default=None, help="e.g. hartmann6:1 branin:4")
     ap.add_argument("--no-timing", action="store_true", help="skip seconds-per-suggestion")
-    ap.add_argument("--trainer", choices=["auto", "yes", "no"], default="no")
+    ap.add_argument("--trainer", choices=["auto", "yes", "no"], default="auto")
     ap.add_argument("--trainer-seeds", type=int, default=None, help="default 5")
     ap.add_argument("--trainer-budget", type=int, default=None, help="trials per sweep (12)")
     ap.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")

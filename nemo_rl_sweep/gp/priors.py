@@ -28,7 +28,7 @@ class Priors:
     (unit-cube inputs), ``ls_scale`` its spread in log space.
     """
 
-    ls_loc: float = 0.0
+    ls_loc: float = -0.7
     ls_dim_slope: float = 0.0
     ls_scale: float = 1.0
     signal_shape: float = 2.0  # Gamma(shape, rate) on the signal variance

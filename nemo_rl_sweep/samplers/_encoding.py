@@ -86,6 +86,15 @@ class _Param:
             return out
         return np.atleast_1d(np.clip(self._to_unit(float(value)), 0.0, 1.0))
 
+    def encode_many(self, values: list[Any]) -> np.ndarray:
+        """Columns (n, width) of n values."""
+        if self.kind == "categorical":
+            out = np.zeros((len(values), self.width))
+            idx = [self.dist.to_internal_repr(v) for v in values]  # type: ignore[attr-defined]
+            out[np.arange(len(values)), idx] = 1.0
+            return out
+        return np.clip(self._to_unit(np.asarray(values, dtype=float)), 0.0, 1.0)[:, None]
+
     def decode(self, cols: np.ndarray) -> Any:
         if self.kind == "categorical":
             return self.dist.choices[int(np.argmax(cols))]  # type: ignore[attr-defined]
@@ -155,10 +164,10 @@ class SpaceEncoding:
     # -- Optuna values <-> encoded rows ------------------------------------------------------
     def encode(self, params: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Rows (n, dim) for parameter dicts that hold every name of the space."""
-        X = np.empty((len(params), self.dim))
-        for i, values in enumerate(params):
-            for p in self.params:
-                X[i, p.columns] = p.encode(values[p.name])
+        X = np.zeros((len(params), self.dim))
+        for p in self.params:
+            column = [values[p.name] for values in params]
+            X[:, p.columns] = p.encode_many(column)
         return X
 
     def decode(self, x: np.ndarray) -> dict[str, Any]:

@@ -121,6 +121,7 @@ class BayesSampler(BaseSampler):
         n_candidates: int = 2048,
         n_restarts: int = 10,
         priors: Priors = DEFAULT_PRIORS,
+        warp_outputs: bool = True,
     ) -> None:
         _validate(search_space, n_startup_trials, acquisition, xi, beta)
         self._search_space = dict(search_space) if search_space is not None else None
@@ -136,6 +137,7 @@ class BayesSampler(BaseSampler):
         self.n_candidates = int(n_candidates)
         self.n_restarts = int(n_restarts)
         self.priors = priors
+        self.warp_outputs = bool(warp_outputs)
         self._hyper_cache: dict[tuple, Hyperparameters] = {}
         self._sobol_cache: dict[tuple, np.ndarray] = {}
 
@@ -236,6 +238,12 @@ class BayesSampler(BaseSampler):
         bad: np.ndarray | None,
     ) -> np.ndarray:
         key = (tuple(space.names), space.dim)
+        finite = np.isfinite(y)
+        if not finite.all():  # +-inf results: clip to the finite range (NaN trials are FAIL)
+            lo, hi = (y[finite].min(), y[finite].max()) if finite.any() else (0.0, 0.0)
+            y = np.clip(np.nan_to_num(y, nan=lo, posinf=hi, neginf=lo), lo, hi)
+        if self.warp_outputs and len(y) >= 3 and np.ptp(y) > 0:
+            y = _yeo_johnson(y)
         with single_thread():
             model = fit_gp(
                 X,
@@ -270,6 +278,15 @@ class BayesSampler(BaseSampler):
         if self.acquisition == "logpi":
             return lambda Xq: log_pi(*model.posterior_standard(Xq), best, self.xi)
         return lambda Xq: ucb(*model.posterior_standard(Xq), self.beta)
+
+
+def _yeo_johnson(y: np.ndarray) -> np.ndarray:
+    """Yeo-Johnson transform of y (fitted for normality), order preserving."""
+    import scipy.stats
+
+    z = (y - np.mean(y)) / np.std(y)
+    out, _ = scipy.stats.yeojohnson(z)
+    return np.asarray(out, dtype=float)
 
 
 def _params_of(t: FrozenTrial) -> dict[str, Any]:
