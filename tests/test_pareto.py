@@ -278,6 +278,10 @@ def test_bad_input_is_refused_before_any_trial():
         ParetoSampler(method="smsemoa")
     with pytest.raises(SweepConfigError, match="n_startup_trials"):
         ParetoSampler(n_startup_trials=0)
+    with pytest.raises(SweepConfigError, match="reference_point: reference point .* not a list"):
+        ParetoSampler(reference_point=["low", "high"])
+    with pytest.raises(SweepConfigError, match="reference_point: .*NaN"):
+        ParetoSampler(reference_point=[1.0, float("nan")])
     single = optuna.create_study(direction="minimize", sampler=ParetoSampler(seed=0))
     with pytest.raises(SweepConfigError, match="needs 2 or more objectives"):
         single.ask().suggest_float("x", 0.0, 1.0)

@@ -131,12 +131,11 @@ class ParetoSampler(BaseSampler):
         validate_pareto_options(
             None, reference_point=reference_point, method=method, n_startup_trials=n_startup_trials
         )
-        if reference_point is not None:
-            ref = np.asarray(reference_point, dtype=float).reshape(-1)
-            if not np.all(np.isfinite(ref)):
-                raise SweepConfigError(
-                    f"{_OPT_KEY}.reference_point", "has a NaN or inf", "use finite numbers"
-                )
+        ref = None
+        if reference_point is not None:  # its length is checked against the study on first ask
+            ref = validate_reference_point(
+                reference_point, int(np.size(reference_point)), key=f"{_OPT_KEY}.reference_point"
+            )
         self._search_space = dict(search_space) if search_space is not None else None
         self._seed = seed
         self._rng = np.random.RandomState(seed)
@@ -146,9 +145,7 @@ class ParetoSampler(BaseSampler):
         self._intersection = IntersectionSearchSpace()
         self.method = method
         self.n_startup_trials = int(n_startup_trials)
-        self.reference_point = (
-            None if reference_point is None else list(map(float, reference_point))
-        )
+        self.reference_point = None if ref is None else [float(v) for v in ref]
         self.n_candidates = int(n_candidates)
         self.n_restarts = int(n_restarts)
         self._nsga2 = (
