@@ -335,7 +335,9 @@ class Sweep:
             outcomes = list(self.launch(jobs))
         except KeyboardInterrupt:
             for trial in trials:
-                _finish_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
+                ledger.mark_stale(
+                    study, trial._trial_id, "the sweep was interrupted (Ctrl-C) while it ran"
+                )
             raise SweepStopped(
                 "interrupted: finished trials are in the ledger; run the same command to resume "
                 f"(study {self.study_name!r} in {self.storage_url})"
@@ -470,14 +472,4 @@ def _point_held_before(study: optuna.Study, number: int, point: dict[str, Any]) 
 
 def _close_surplus(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     """A claimed trial that must not run: failed and stale, so it counts nowhere."""
-    _finish_stale(study, trial, f"not run: {reason}")
-
-
-def _finish_stale(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    storage = study._storage
-    storage.set_trial_user_attr(trial._trial_id, ledger.ATTR_STALE, True)
-    storage.set_trial_user_attr(trial._trial_id, ledger.ATTR_FAIL_REASON, reason)
-    try:
-        study.tell(trial, state=TrialState.FAIL)
-    except Exception:  # already finished by someone else: nothing to undo
-        pass
+    ledger.mark_stale(study, trial._trial_id, f"not run: {reason}")

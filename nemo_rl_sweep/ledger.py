@@ -218,16 +218,23 @@ def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get(ATTR_OWNER)
         if owner and _owner_is_dead(owner):
-            storage = study._storage
-            storage.set_trial_user_attr(trial._trial_id, ATTR_STALE, True)
-            storage.set_trial_user_attr(
-                trial._trial_id,
-                ATTR_FAIL_REASON,
-                "its sweeper stopped while the trial was running; the point is run again",
-            )
-            if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            reason = "its sweeper stopped while the trial was running (a grid point runs again)"
+            if mark_stale(study, trial._trial_id, reason):
                 stale.append(trial)
     return stale
+
+
+def mark_stale(study: optuna.Study, trial_id: int, reason: str) -> bool:
+    """Fail a trial that did not run to its end through no fault of its own (its sweeper died, the
+    sweep was interrupted, another sweeper had claimed its work): it counts toward neither n_trials
+    nor the failure rate, and its grid point is run again. False if the trial had already finished."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial_id, ATTR_STALE, True)
+        storage.set_trial_user_attr(trial_id, ATTR_FAIL_REASON, reason)
+        return storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
