@@ -121,7 +121,9 @@ import hydra
 @hydra.main(version_base="1.3", config_path=".", config_name="config")
 def main(cfg):
     # the array task's own id (SLURM_JOB_ID may name the whole array to scancel/scontrol)
-    job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    job = os.environ["SLURM_JOB_ID"]  # a batch of one is a plain job, not an array
+    if "SLURM_ARRAY_JOB_ID" in os.environ:
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
     Path(cfg.marks, f"x{cfg.x}.jobid").write_text(job)
     if cfg.x in cfg.hang_for:
         time.sleep(900)
@@ -145,8 +147,9 @@ hydra:
     direction: maximize
 """
 
-# the proposal of tests/slurm/proposed_submitit_jobs.py, put in place before Hydra starts
+# the proposal of tests/slurm/proposed_submitit_jobs.py in place of the plugin's launch_each
 PATCHED_APP = """\
+import functools
 import runpy
 import sys
 
@@ -154,19 +157,26 @@ from hydra.core.plugins import Plugins
 
 Plugins.instance()  # scan plugins first: the scan re-executes plugin modules
 sys.path.insert(0, {proposal_dir!r})
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
-from proposed_submitit_jobs import launch_each
+import hydra_plugins.nemo_rl_sweeper.submitit_jobs as plugin_jobs
+import proposed_submitit_jobs
 
-BaseSubmititLauncher.launch = lambda self, overrides, initial_job_idx: launch_each(
-    self, overrides, initial_job_idx
+plugin_jobs.launch_each = functools.partial(
+    proposed_submitit_jobs.launch_each, poll_s=1.0, vanished_after_s={vanished_after_s}
 )
 sys.argv[0] = {slow_app!r}
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def _slow_sweep(cluster: SlurmCluster, tmp_path: Path, patched: bool = False):
-    """A grid sweep x=1..4, two jobs at a time, whose trial x=2 hangs; returns (proc, marks)."""
+def _slow_sweep(
+    cluster: SlurmCluster,
+    tmp_path: Path,
+    patched: bool = False,
+    n_jobs: int = 2,
+    hang_for: str = "[2]",
+    max_failure_rate: float = 0.9,
+):
+    """A grid sweep x=1..4, ``n_jobs`` at a time, whose trials ``hang_for`` hang; (proc, marks)."""
     app_dir = tmp_path / "app"
     app_dir.mkdir()
     (app_dir / "slow_app.py").write_text(SLOW_APP)
@@ -178,6 +188,7 @@ def _slow_sweep(cluster: SlurmCluster, tmp_path: Path, patched: bool = False):
             PATCHED_APP.format(
                 proposal_dir=str(Path(__file__).parent / "slurm"),
                 slow_app=str(app_dir / "slow_app.py"),
+                vanished_after_s=10.0,
             )
         )
     marks = tmp_path / "marks"
@@ -187,20 +198,20 @@ def _slow_sweep(cluster: SlurmCluster, tmp_path: Path, patched: bool = False):
         "hydra.sweeper.strategy=grid",
         "hydra.sweeper.n_trials=null",
         "x=choice(1,2,3,4)",
-        "hydra.sweeper.n_jobs=2",
-        "hydra.sweeper.max_failure_rate=0.9",
+        f"hydra.sweeper.n_jobs={n_jobs}",
+        f"hydra.sweeper.max_failure_rate={max_failure_rate}",
         f"hydra.sweeper.storage=sqlite:///{tmp_path / 'ledger.db'}",
         "hydra.sweeper.study_name=slow",
         f"marks={marks}",
-        "hang_for=[2]",
+        f"hang_for={hang_for}",
         *launcher_overrides(cluster),
     ]
     return _run(cluster, app, args, tmp_path), marks
 
 
-def _hung_job(cluster: SlurmCluster, marks: Path) -> str:
-    mark = marks / "x2.jobid"
-    _wait_for("trial x=2 running", lambda: mark.exists() and mark.read_text().strip() != "")
+def _hung_job(cluster: SlurmCluster, marks: Path, x: int = 2) -> str:
+    mark = marks / f"x{x}.jobid"
+    _wait_for(f"trial x={x} running", lambda: mark.exists() and mark.read_text().strip() != "")
     job = mark.read_text().strip()
     _wait_for(
         f"job {job} RUNNING",
@@ -250,29 +261,72 @@ def test_trial_past_its_time_limit_is_a_failed_trial_and_the_sweep_goes_on(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="hydra-submitit-launcher's launch() raises submitit.core.utils.UncompletedJobError "
-    "for a cancelled job and the sweep exits 1 (the lead's fix: tests/slurm/proposed_submitit_jobs.py)",
-)
 def test_cancelled_trial_is_a_failed_trial_and_the_sweep_goes_on(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ):
     proc, marks = _slow_sweep(slurm_cluster, tmp_path)
     job = _hung_job(slurm_cluster, marks)
     slurm_cluster.run("scancel", job)
-    _check_one_failed_and_sweep_went_on(tmp_path, proc, "CANCELLED")
+    reason = _check_one_failed_and_sweep_went_on(tmp_path, proc, "ended CANCELLED")
+    assert reason.startswith(f"SlurmJobEnded: Slurm job {job} ") and "log " in reason
 
 
-def test_proposed_launch_each_turns_a_cancelled_job_into_a_failed_trial(
+def test_proposed_launch_each_fails_a_trial_cancelled_while_pending(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ):
-    """The proposal (tests/slurm/proposed_submitit_jobs.py) patched in: the cancelled trial fails
-    with the Slurm state and its log, the trial that shared its batch and the next batch complete.
-    Delete this test, and the xfail above, once the sweeper calls launch_each itself."""
-    proc, marks = _slow_sweep(slurm_cluster, tmp_path, patched=True)
-    job = _hung_job(slurm_cluster, marks)
-    slurm_cluster.run("scancel", job)
-    reason = _check_one_failed_and_sweep_went_on(tmp_path, proc, "ended CANCELLED")
-    assert reason.startswith("SlurmJobEnded: Slurm job ") and "log " in reason
+    """A job holding every CPU keeps the sweep's array of three PENDING; its third task (x=3) is
+    cancelled before the array ever started, which leaves no trace in squeue or sacct, so submitit
+    alone waits forever (the plugin's launch_each too, as of now). The proposal in
+    tests/slurm/proposed_submitit_jobs.py gives up on it after ``vanished_after_s``; x=1, x=2 and
+    the next batch's x=4 complete. Once the plugin has the check, run this test unpatched."""
+    blocker_script = tmp_path / "blocker.sh"
+    blocker_script.write_text("#!/bin/sh\nexec sleep 600\n")
+    blocker = slurm_cluster.run(
+        "sbatch",
+        "--parsable",
+        "-c",
+        str(slurm_cluster.cpus),
+        "-o",
+        "/dev/null",
+        str(blocker_script),
+    ).stdout.strip()
+    try:
+        _wait_for(
+            "the blocker running",
+            lambda: (
+                slurm_cluster.run("squeue", "-h", "-j", blocker, "-o", "%T").stdout.strip()
+                == "RUNNING"
+            ),
+        )
+        proc, _ = _slow_sweep(
+            slurm_cluster, tmp_path, patched=True, n_jobs=3, hang_for="[]", max_failure_rate=1.0
+        )
+
+        def array_id() -> str:
+            out = slurm_cluster.run("squeue", "-h", "-t", "PD", "-o", "%F").stdout.split()
+            return out[0] if out else ""
+
+        _wait_for("the sweep's job array queued", lambda: array_id() != "")
+        pending = f"{array_id()}_2"  # x=3, the third task of the batch's array
+        slurm_cluster.run("scancel", pending)
+        _wait_for(
+            f"{pending} gone from squeue",
+            lambda: (
+                slurm_cluster.run("squeue", "-h", "-j", pending, check=False).stdout.strip() == ""
+            ),
+        )
+    finally:
+        slurm_cluster.run("scancel", blocker)
+    code, out, err = _finish(proc)
+    assert code == 0, out[-3000:] + err[-3000:]
+    study = optuna.load_study(study_name="slow", storage=f"sqlite:///{tmp_path / 'ledger.db'}")
+    by_x = {t.params["x"]: t for t in study.get_trials()}
+    reasons = {x: t.user_attrs.get("fail_reason") for x, t in by_x.items()}
+    assert {x: t.state for x, t in by_x.items()} == {
+        1: TrialState.COMPLETE,
+        2: TrialState.COMPLETE,
+        3: TrialState.FAIL,
+        4: TrialState.COMPLETE,
+    }, reasons
+    assert f"Slurm job {pending} left the queue" in reasons[3]
+    assert "cancelled while pending" in reasons[3]

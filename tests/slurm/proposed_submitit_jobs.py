@@ -1,32 +1,23 @@
-"""PROPOSAL for the lead (issue 6 item 3), not imported by anything yet: move it to
-``hydra_plugins/nemo_rl_sweeper/submitit_jobs.py`` and call it from ``NemoRLSweeper._launch``.
+"""PROPOSAL for the lead (issue 6 item 3): the vanished-job check for
+``hydra_plugins/nemo_rl_sweeper/submitit_jobs.py``, which already holds the rest of this file (the lead
+adopted the first version). New here: ``_in_queue``, ``_wait``, ``_reason`` and the ``poll_s`` /
+``vanished_after_s`` parameters of ``launch_each``; ``results()`` is replaced by ``_wait``.
 
-Why: hydra-submitit-launcher's ``BaseSubmititLauncher.launch`` ends with
-``return [j.results()[0] for j in jobs]``. When Slurm ends a job before it wrote its result (scancel,
-time limit, node failure, OOM kill), ``Job.results()`` raises ``submitit.core.utils.UncompletedJobError``
-("... has not produced any output (state: CANCELLED by 0)"); on a time limit the job's own USR2
-handler may raise first, and then the parent gets ``FailedJobError`` (a subclass) whose trace says
-"Job not requeued because: timed-out too many times". Either way the exception leaves ``launch``, so
-the whole batch is lost: the sweep exits 1, the trials that finished are never told, and every trial
-of the batch stays RUNNING in the ledger.
-
-This function does what that ``launch`` does (build the executor from the launcher's params, submit
-the batch as one job array) but collects each job on its own: a job that Slurm ended comes back as a
-FAILED ``JobReturn`` whose value is a ``SlurmJobEnded`` exception naming the job, its Slurm state and
-its log, which the driver records as the trial's ``fail_reason``. The other jobs of the batch are
-still waited for and recorded.
-
-Wiring (sweeper.py, ``_launch``)::
-
-    from hydra_plugins.nemo_rl_sweeper.submitit_jobs import is_submitit, launch_each
-    launch = launch_each if is_submitit(self.launcher) else type(self.launcher).launch
-    returns = launch(self.launcher, batch, initial_job_idx=self.job_idx)
+Why: an array task cancelled while still PENDING (before the array ever started) leaves no trace at
+all: ``squeue`` no longer lists it, ``sacct`` has no row for it, and submitit keeps its last state
+(PENDING), so ``Job.results()`` waits forever and the sweep hangs. ``launch_each`` here polls instead,
+and a job that has no result, is not finished for submitit and is unknown to ``squeue`` for
+``vanished_after_s`` seconds comes back as a failed trial ("left the queue without a result or an
+accounting record (cancelled while pending?)"). tests/test_slurm_sweep.py proves it on the test
+cluster by putting this ``launch_each`` in place of the plugin's.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,8 +61,58 @@ def _executor(launcher: Any) -> Any:
     return executor
 
 
+def _in_queue(job_id: str) -> bool | None:
+    """Whether squeue lists the job (pending, running, completing...); None when it cannot tell."""
+    try:
+        proc = subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%i"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.stdout.strip():
+        return True
+    if proc.returncode == 0 or "Invalid job id" in proc.stderr:
+        return False
+    return None  # slurmctld not reachable: no conclusion
+
+
+def _wait(job: Any, poll_s: float, vanished_after_s: float) -> Any:
+    """``job.results()[0]``, but a job Slurm has forgotten raises instead of waiting forever."""
+    from submitit.core.utils import UncompletedJobError
+
+    missing_since = None
+    while not job.done():
+        if _in_queue(job.job_id) is False:
+            missing_since = missing_since or time.monotonic()
+            if time.monotonic() - missing_since > vanished_after_s:
+                raise UncompletedJobError(
+                    f"Job {job.job_id} is neither queued nor finished for "
+                    f"{vanished_after_s:.0f}s (cancelled while pending?)"
+                )
+        else:
+            missing_since = None
+        time.sleep(poll_s)
+    return job.results()[0]
+
+
+def _reason(job: Any, exc: BaseException) -> str:
+    """One line for the ledger: which job, how Slurm ended it, where its log is."""
+    text = str(exc)
+    if "neither queued nor finished" in text:
+        how = "left the queue without a result or an accounting record (cancelled while pending?)"
+    else:
+        how = f"ended {job.watcher.get_state(job.job_id, mode='force')} without a result"
+        if "not requeued because" in text:  # submitit's own time-limit handler in the job
+            how += " (" + text.strip().splitlines()[-1].strip() + ")"
+    return f"Slurm job {job.job_id} {how}; log {job.paths.stderr}"
+
+
 def launch_each(
-    launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    launcher: Any,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+    poll_s: float = 5.0,
+    vanished_after_s: float = 60.0,
 ) -> list[JobReturn]:
     """Run a batch through a submitit launcher; one ``JobReturn`` per job, dead jobs as FAILED."""
     from submitit.core.utils import UncompletedJobError
@@ -92,21 +133,22 @@ def launch_each(
     returns = []
     for job, (overrides, _, num, _, _) in zip(jobs, args, strict=True):
         try:
-            returns.append(job.results()[0])
+            returns.append(
+                _wait(job, poll_s, vanished_after_s)
+                if launcher._EXECUTOR == "slurm"
+                else job.results()[0]
+            )
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM on the sweeper: leave no orphan jobs behind
+            for other in jobs:
+                other.cancel(check=False)
+            raise
         except UncompletedJobError as exc:
-            state = job.watcher.get_state(job.job_id, mode="force")
-            detail = str(exc).strip().splitlines()
-            cause = next((line for line in detail if "not requeued because" in line), "")
             returns.append(
                 JobReturn(
                     overrides=overrides,
                     working_dir=str(sweep_dir / str(num)),
                     status=JobStatus.FAILED,
-                    _return_value=SlurmJobEnded(
-                        f"Slurm job {job.job_id} ended {state} without a result"
-                        + (f" ({cause.strip()})" if cause else "")
-                        + f"; log {job.paths.stderr}"
-                    ),
+                    _return_value=SlurmJobEnded(_reason(job, exc)),
                 )
             )
     return returns
