@@ -49,6 +49,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         else:
             os.environ["SLURM_CONF"] = saved
         alive = sc.stop(cluster)
+        sc.remove_database(cluster)
         assert not alive, f"Slurm daemons still alive after stop: {alive}"
 
 
