@@ -37,7 +37,8 @@ def _run(cluster: SlurmCluster, app: Path, args: list[str], cwd: Path) -> subpro
     return subprocess.Popen(
         [sys.executable, str(app), *args],
         cwd=cwd,
-        env=cluster.env(),
+        # a task Slurm forgot (cancelled while pending) is failed after 10 s here, not 60 s
+        env={**cluster.env(), "NEMO_RL_SWEEP_SLURM_VANISHED_AFTER_S": "10"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -147,31 +148,10 @@ hydra:
     direction: maximize
 """
 
-# the proposal of tests/slurm/proposed_submitit_jobs.py in place of the plugin's launch_each
-PATCHED_APP = """\
-import functools
-import runpy
-import sys
-
-from hydra.core.plugins import Plugins
-
-Plugins.instance()  # scan plugins first: the scan re-executes plugin modules
-sys.path.insert(0, {proposal_dir!r})
-import hydra_plugins.nemo_rl_sweeper.submitit_jobs as plugin_jobs
-import proposed_submitit_jobs
-
-plugin_jobs.launch_each = functools.partial(
-    proposed_submitit_jobs.launch_each, poll_s=1.0, vanished_after_s={vanished_after_s}
-)
-sys.argv[0] = {slow_app!r}
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
 
 def _slow_sweep(
     cluster: SlurmCluster,
     tmp_path: Path,
-    patched: bool = False,
     n_jobs: int = 2,
     hang_for: str = "[2]",
     max_failure_rate: float = 0.9,
@@ -182,15 +162,6 @@ def _slow_sweep(
     (app_dir / "slow_app.py").write_text(SLOW_APP)
     (app_dir / "config.yaml").write_text(SLOW_CONFIG)
     app = app_dir / "slow_app.py"
-    if patched:
-        app = app_dir / "patched_app.py"
-        app.write_text(
-            PATCHED_APP.format(
-                proposal_dir=str(Path(__file__).parent / "slurm"),
-                slow_app=str(app_dir / "slow_app.py"),
-                vanished_after_s=10.0,
-            )
-        )
     marks = tmp_path / "marks"
     marks.mkdir()
     args = [
@@ -271,14 +242,13 @@ def test_cancelled_trial_is_a_failed_trial_and_the_sweep_goes_on(
     assert reason.startswith(f"SlurmJobEnded: Slurm job {job} ") and "log " in reason
 
 
-def test_proposed_launch_each_fails_a_trial_cancelled_while_pending(
+def test_trial_cancelled_while_pending_is_a_failed_trial(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ):
     """A job holding every CPU keeps the sweep's array of three PENDING; its third task (x=3) is
     cancelled before the array ever started, which leaves no trace in squeue or sacct, so submitit
-    alone waits forever (the plugin's launch_each too, as of now). The proposal in
-    tests/slurm/proposed_submitit_jobs.py gives up on it after ``vanished_after_s``; x=1, x=2 and
-    the next batch's x=4 complete. Once the plugin has the check, run this test unpatched."""
+    alone would wait forever. The sweeper gives up on it after ``vanished_after_s``; x=1, x=2 and
+    the next batch's x=4 complete."""
     blocker_script = tmp_path / "blocker.sh"
     blocker_script.write_text("#!/bin/sh\nexec sleep 600\n")
     blocker = slurm_cluster.run(
@@ -299,7 +269,7 @@ def test_proposed_launch_each_fails_a_trial_cancelled_while_pending(
             ),
         )
         proc, _ = _slow_sweep(
-            slurm_cluster, tmp_path, patched=True, n_jobs=3, hang_for="[]", max_failure_rate=1.0
+            slurm_cluster, tmp_path, n_jobs=3, hang_for="[]", max_failure_rate=1.0
         )
 
         def array_id() -> str:
