@@ -31,6 +31,16 @@ class SlurmJobEnded(RuntimeError):
     """A trial's Slurm job ended without a result: cancelled, past its time limit, node lost."""
 
 
+def explain(error: Any) -> Any:
+    """submitit's handler inside a job raises on Slurm's time-limit warning; name the limit instead."""
+    if type(error).__name__ == "UncompletedJobError" and "timed-out" in str(error):
+        last = str(error).strip().splitlines()[-1].strip()
+        return SlurmJobEnded(
+            f"Slurm time limit reached (hydra.launcher.timeout_min); submitit: {last}"
+        )
+    return error
+
+
 def is_submitit(launcher: Any) -> bool:
     """True for hydra-submitit-launcher's Slurm and local launchers (when it is installed)."""
     try:

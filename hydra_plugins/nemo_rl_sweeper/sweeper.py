@@ -201,7 +201,7 @@ class NemoRLSweeper(Sweeper):
                     f"hydra.sweeper.study_name={format_value(self._study_name)}",
                 ]
             )
-        from hydra_plugins.nemo_rl_sweeper.submitit_jobs import is_submitit, launch_each
+        from hydra_plugins.nemo_rl_sweeper.submitit_jobs import explain, is_submitit, launch_each
 
         if is_submitit(self.launcher):
             returns = launch_each(self.launcher, batch, initial_job_idx=self.job_idx)
@@ -214,7 +214,7 @@ class NemoRLSweeper(Sweeper):
             job_dir = _job_dir(ret)
             status = getattr(getattr(ret, "status", None), "name", "COMPLETED")
             if status == "FAILED" or isinstance(raw, BaseException):
-                outcomes.append(JobOutcome(error=raw, job_dir=job_dir))
+                outcomes.append(JobOutcome(error=explain(raw), job_dir=job_dir))
             elif isinstance(raw, dict) and "__nemo_rl_sweep_value__" in raw:
                 outcomes.append(
                     JobOutcome(
