@@ -388,7 +388,8 @@ class Sweep:
         failed = [t for t in finished if t.state == TrialState.FAIL]
         if not failed:
             return
-        mine = [t for t in finished if t.number in set(self.new_trials)]
+        new = set(self.new_trials)
+        mine = [t for t in finished if t.number in new]
         missing = [
             t
             for t in mine
