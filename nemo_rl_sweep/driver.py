@@ -170,6 +170,18 @@ class Sweep:
             optuna_sampler=settings.sampler,
             grid_points=self.grid_points,
         )
+        if settings.strategy == "pareto":  # a reference point must have one value per metric
+            from nemo_rl_sweep.samplers.pareto import validate_pareto_options
+
+            opts = settings.strategy_options
+            validate_pareto_options(
+                len(self.objectives.names),
+                **{
+                    k: opts[k]
+                    for k in ("reference_point", "method", "n_startup_trials")
+                    if k in opts
+                },
+            )
         self.pruner = check_pruner(settings.pruner, self.objectives.names)
         base = Path(ledger_dir) if ledger_dir is not None else self.sweep_dir.parent
         self.storage_url = (

@@ -124,6 +124,24 @@ BAD_INPUTS = [
     (["hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs:"),
     (["hydra.sweeper.max_failure_rate=1.5"], "hydra.sweeper.max_failure_rate:"),
     (["hydra.sweeper.strategy=pareto"], "hydra.sweeper.metric:"),
+    (
+        ["hydra.sweeper.strategy=bayes", "+hydra.sweeper.strategy_options.acquisition=pi"],
+        "hydra.sweeper.strategy_options.acquisition:",
+    ),
+    (
+        ["hydra.sweeper.strategy=bayes", "+hydra.sweeper.strategy_options.n_startup_trials=0"],
+        "hydra.sweeper.strategy_options.n_startup_trials:",
+    ),
+    (["hydra.sweeper.strategy=bayes", "x=0.5", "y=1"], "hydra.sweeper.params:"),
+    (
+        [
+            "hydra.sweeper.strategy=pareto",
+            "hydra.sweeper.metric=[score,cost]",
+            "hydra.sweeper.direction=[maximize,minimize]",
+            "+hydra.sweeper.strategy_options.reference_point=[1,2,3]",
+        ],
+        "hydra.sweeper.strategy_options.reference_point:",
+    ),
     # the storage URL and the study in it
     (["hydra.sweeper.storage=not-a-url"], "hydra.sweeper.storage:"),
     (["hydra.sweeper.storage=nosuchdb://user@localhost/db"], "hydra.sweeper.storage:"),
