@@ -214,9 +214,9 @@ def neg_log_posterior(
     grad_ls = grad_ls - z / priors.ls_scale
     lp += (priors.signal_shape - 1.0) * math.log(signal) - priors.signal_rate * signal
     grad_signal += (priors.signal_shape - 1.0) - priors.signal_rate * signal
-    lp += (priors.noise_shape - 1.0) * math.log(noise) - priors.noise_rate * noise
+    lp += priors.noise_log_prob(noise)
     if fixed_noise is None:
-        grad_noise += ((priors.noise_shape - 1.0) / noise - priors.noise_rate) * noise_free
+        grad_noise += priors.noise_log_prob_grad(noise) * noise_free
     grad = np.concatenate([grad_ls, [grad_signal, grad_noise]])
     return -(mll + lp), -grad
 

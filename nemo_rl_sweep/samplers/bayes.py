@@ -5,6 +5,11 @@ thought: the sampler fits a Gaussian process (``nemo_rl_sweep.gp``) to every fin
 proposes the point with the highest expected improvement over the best value so far.
 
 * The first ``n_startup_trials`` points are a scrambled Sobol sequence (space filling, seeded).
+* Outputs are Yeo-Johnson transformed (fitted for normality, order preserving) before the GP
+  sees them: losses and accuracies are skewed (a few very good or very bad runs), which a
+  stationary GP with Gaussian noise models badly; the transform makes the improvement the
+  acquisition looks for comparable across the range (as HEBO does). ``warp_outputs=False``
+  turns it off.
 * Trials still RUNNING (other points of a batch, other sweepers' trials) are conditioned on by a
   *Kriging believer* capped at the incumbent: the model pretends each running point returned
   min(predicted value, best so far). Its uncertainty there collapses and its value cannot look
@@ -107,6 +112,8 @@ class BayesSampler(BaseSampler):
         beta: exploration weight of UCB.
         n_candidates: space-filling candidates scored per suggestion before local search.
         n_restarts: local searches per suggestion.
+        priors: hyperparameter priors (``nemo_rl_sweep.gp.Priors``).
+        warp_outputs: Yeo-Johnson transform the values before modelling (default on).
     """
 
     def __init__(
