@@ -12,10 +12,11 @@ Reusable by any model-based sampler:
 from nemo_rl_sweep.gp.acquisition import log_ei, log_h, log_pi, ucb
 from nemo_rl_sweep.gp.model import GPModel, Hyperparameters, fit_gp, standardise
 from nemo_rl_sweep.gp.optimize import evaluate, optimize_acquisition
-from nemo_rl_sweep.gp.priors import DEFAULT_PRIORS, NOISE_FLOOR, Priors
+from nemo_rl_sweep.gp.priors import DEFAULT_PRIORS, LOW_NOISE_PRIORS, NOISE_FLOOR, Priors
 
 __all__ = [
     "DEFAULT_PRIORS",
+    "LOW_NOISE_PRIORS",
     "NOISE_FLOOR",
     "GPModel",
     "Hyperparameters",

@@ -9,12 +9,13 @@ lengthscale in some dimension (switching it off for good) or with all variation 
   lengthscales got stuck in local optima far more often; 0.5 had the fewest bad runs. The
   slope ``ls_dim_slope`` is kept as a setting (0 by default).
 * signal variance of the standardised outputs: Gamma(2, 1), mode 1;
-* noise variance: log-normal, median 1e-4, log-sd 2.5: prefers a near-interpolating model (so
+* noise variance, ``LOW_NOISE_PRIORS`` (BayesSampler's default): log-normal, median 1e-4, log-sd 2.5: prefers a near-interpolating model (so
   the last trials can refine the optimum instead of calling small differences noise) yet is
   nearly flat over the plausible range (variance 0.1, i.e. a noise sd of 0.3 standard
   deviations of the results, costs under 4 nats), so noisy training runs still get their
-  noise. A Gamma(1.1, 30) prior (Optuna GPSampler's choice, ``noise_log_loc=None``) was
-  2-3x worse at refining Branin's optimum in 40 trials. Plus a floor of 1e-6 for a
+  noise. The Gamma(1.1, 30) prior (Optuna GPSampler's choice; ``DEFAULT_PRIORS``, fit_gp's
+  default, which the Pareto sampler was tuned with) was 2-3x worse at refining Branin's
+  optimum in 40 trials. Plus a floor of 1e-6 for a
   well-conditioned Cholesky factor.
 """
 
@@ -44,7 +45,7 @@ class Priors:
     signal_rate: float = 1.0
     noise_shape: float = 1.1  # Gamma(shape, rate) on the noise variance
     noise_rate: float = 30.0
-    noise_log_loc: float | None = math.log(1e-4)  # log-normal noise prior (None: the Gamma)
+    noise_log_loc: float | None = None  # set: log-normal noise prior instead of the Gamma
     noise_log_scale: float = 2.5
 
     def lengthscale_median(self, n_params: int) -> float:
@@ -75,4 +76,7 @@ class Priors:
         return (self.noise_shape - 1.0) / noise_var - self.noise_rate
 
 
+#: fit_gp's default: Gamma noise prior (what the Pareto sampler is tuned with).
 DEFAULT_PRIORS = Priors()
+#: BayesSampler's default: the log-normal noise prior described above.
+LOW_NOISE_PRIORS = Priors(noise_log_loc=math.log(1e-4))

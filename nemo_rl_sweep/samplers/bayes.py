@@ -37,7 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.gp import (
-    DEFAULT_PRIORS,
+    LOW_NOISE_PRIORS,
     Hyperparameters,
     Priors,
     fit_gp,
@@ -127,7 +127,7 @@ class BayesSampler(BaseSampler):
         beta: float = 2.0,
         n_candidates: int = 2048,
         n_restarts: int = 10,
-        priors: Priors = DEFAULT_PRIORS,
+        priors: Priors = LOW_NOISE_PRIORS,
         warp_outputs: bool = True,
     ) -> None:
         _validate(search_space, n_startup_trials, acquisition, xi, beta)
