@@ -14,7 +14,7 @@ The tables go to stdout and, between ``<!-- bayes:start -->`` and ``<!-- bayes:e
 docs/benchmarks.md together with the exact command and the library versions. Numbers are whatever
 the run gives.
 
-    python benchmarks/bayes_benchmark.py              # full run (~20 min on 2 cores)
+    python benchmarks/bayes_benchmark.py              # full run (12-22 min on 2 shared cores)
     python benchmarks/bayes_benchmark.py --quick      # smoke run (2 seeds, 15 trials), docs untouched
 """
 
