@@ -21,24 +21,19 @@ proposes the point with the highest expected improvement over the best value so 
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import optuna
 import torch
-from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.samplers import BaseSampler, RandomSampler
-from optuna.search_space import IntersectionSearchSpace
+from optuna.distributions import BaseDistribution
 from optuna.study import Study, StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.gp import (
     LOW_NOISE_PRIORS,
-    Hyperparameters,
     Priors,
     fit_gp,
     log_ei,
@@ -48,12 +43,15 @@ from nemo_rl_sweep.gp import (
 )
 from nemo_rl_sweep.gp.threads import single_thread
 from nemo_rl_sweep.samplers._encoding import SpaceEncoding, modelable_space
+from nemo_rl_sweep.samplers._model_based import (
+    OPTIONS_KEY,
+    ModelBasedSampler,
+    check_startup_trials,
+    first_new,
+)
 
 ACQUISITIONS = ("logei", "logpi", "ucb")
-_OPT_KEY = "hydra.sweeper.strategy_options"
-_PARAMS_ATTR = "bayes:relative_params"
-_SEEN_TOL = 1e-9  # two encoded points closer than this (max norm) are the same point
-_FAILED_TOL = 1e-3  # do not propose within this distance of a failed point
+_OPT_KEY = OPTIONS_KEY
 
 
 def _validate(
@@ -69,18 +67,7 @@ def _validate(
             f"unknown acquisition {acquisition!r}",
             f"use one of {', '.join(ACQUISITIONS)} (default logei)",
         )
-    if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int | np.integer):
-        raise SweepConfigError(
-            f"{_OPT_KEY}.n_startup_trials",
-            f"must be a whole number, got {n_startup_trials!r}",
-            "set a positive integer such as 10",
-        )
-    if n_startup_trials <= 0:
-        raise SweepConfigError(
-            f"{_OPT_KEY}.n_startup_trials",
-            f"must be positive, got {n_startup_trials}",
-            "set a positive integer such as 10 (the model needs some points to start from)",
-        )
+    check_startup_trials(n_startup_trials)
     if not isinstance(xi, int | float) or not math.isfinite(xi) or xi < 0:
         raise SweepConfigError(
             f"{_OPT_KEY}.xi", f"must be a finite number >= 0, got {xi!r}", "use 0.0 (default)"
@@ -98,7 +85,7 @@ def _validate(
         )
 
 
-class BayesSampler(BaseSampler):
+class BayesSampler(ModelBasedSampler):
     """GP-Bayesian optimisation (Matérn-5/2 ARD, MAP hyperparameters, log-EI) for one objective.
 
     Args:
@@ -131,13 +118,7 @@ class BayesSampler(BaseSampler):
         warp_outputs: bool = True,
     ) -> None:
         _validate(search_space, n_startup_trials, acquisition, xi, beta)
-        self._search_space = dict(search_space) if search_space is not None else None
-        self._seed = seed
-        self._rng = np.random.RandomState(seed)
-        self._sobol_seed = int(self._rng.randint(2**31 - 1))
-        self._independent = RandomSampler(seed=seed)
-        self._intersection = IntersectionSearchSpace()
-        self.n_startup_trials = int(n_startup_trials)
+        super().__init__(search_space, seed=seed, n_startup_trials=n_startup_trials)
         self.acquisition = acquisition
         self.xi = float(xi)
         self.beta = float(beta)
@@ -145,21 +126,8 @@ class BayesSampler(BaseSampler):
         self.n_restarts = int(n_restarts)
         self.priors = priors
         self.warp_outputs = bool(warp_outputs)
-        self._hyper_cache: dict[tuple, Hyperparameters] = {}
-        self._sobol_cache: dict[tuple, np.ndarray] = {}
 
-    # -- Optuna sampler protocol ---------------------------------------------------------------
-    def reseed_rng(self) -> None:
-        self._rng = np.random.RandomState()
-        self._independent.reseed_rng()
-
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        if self._search_space is not None:
-            return modelable_space(self._search_space)
-        return modelable_space(self._intersection.calculate(study))
-
+    # -- Optuna sampler protocol (the rest is ModelBasedSampler's) --------------------------------
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
@@ -172,22 +140,9 @@ class BayesSampler(BaseSampler):
                 "use strategy=pareto for several objectives",
             )
         space = SpaceEncoding(search_space)
-        trials = study.get_trials(deepcopy=False)
-        done, running, failed = [], [], []
-        for t in trials:
-            if t.number == trial.number:
-                continue
-            params = _params_of(t)
-            if not _fits(params, search_space):
-                continue
-            if t.state == TrialState.COMPLETE and t.values is not None:
-                done.append((params, t.values[0]))
-            elif t.state in (TrialState.RUNNING, TrialState.WAITING):
-                running.append(params)
-            elif t.state == TrialState.FAIL:
-                failed.append(params)
-        seen = space.encode([p for p, _ in done] + running) if (done or running) else None
-        bad = space.encode(failed) if failed else None
+        history = self._history(study, trial, search_space)
+        done, running = [(p, v[0]) for p, v in history.done], history.running
+        seen, bad = history.seen(space), history.bad(space)
 
         if len(done) < self.n_startup_trials:
             x = self._startup_point(space, trial.number, seen, bad)
@@ -198,43 +153,10 @@ class BayesSampler(BaseSampler):
             X_run = space.encode(running) if running else None
             x = self._model_point(space, X, y, X_run, seen, bad)
         params = space.decode(x)
-        study._storage.set_trial_system_attr(trial._trial_id, _PARAMS_ATTR, json.dumps(params))
+        self._remember(study, trial, params)
         return params
 
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._independent.sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self._independent.before_trial(study, trial)
-
-    def after_trial(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        self._independent.after_trial(study, trial, state, values)
-
     # -- the two ways of proposing a point ---------------------------------------------------------
-    def _startup_point(
-        self, space: SpaceEncoding, index: int, seen: np.ndarray | None, bad: np.ndarray | None
-    ) -> np.ndarray:
-        """The ``index``-th point of this sweep's Sobol sequence, skipping points already used."""
-        key = tuple(space.names)
-        need = max(2 * (index + 1), 64)
-        U = self._sobol_cache.get(key)
-        if U is None or len(U) < need:
-            U = space.sobol_uniform(2 ** math.ceil(math.log2(need)), self._sobol_seed)
-            self._sobol_cache[key] = U
-        return _first_new(space.from_uniform(U[index:]), space, seen, bad, self._rng)
-
     def _model_point(
         self,
         space: SpaceEncoding,
@@ -277,7 +199,7 @@ class BayesSampler(BaseSampler):
                 seeds=top,
                 lengthscales=model.lengthscales,
             )
-        return _first_new(rows, space, seen, bad, self._rng)
+        return first_new(rows, space, seen, bad, self._rng)
 
     def _acquisition_fn(self, model: Any, best: float) -> Any:
         if self.acquisition == "logei":
@@ -294,58 +216,6 @@ def _yeo_johnson(y: np.ndarray) -> np.ndarray:
     z = (y - np.mean(y)) / np.std(y)
     out, _ = scipy.stats.yeojohnson(z)
     return np.asarray(out, dtype=float)
-
-
-def _params_of(t: FrozenTrial) -> dict[str, Any]:
-    """A trial's parameters, including those a running trial was given but has not read yet."""
-    if t.state.is_finished():
-        return t.params
-    stored = t.system_attrs.get(_PARAMS_ATTR)
-    params = dict(json.loads(stored)) if stored else {}
-    params.update(t.params)
-    return params
-
-
-def _fits(params: dict[str, Any], space: dict[str, BaseDistribution]) -> bool:
-    """True if ``params`` has a value inside every distribution of ``space``."""
-    for name, dist in space.items():
-        if name not in params:
-            return False
-        v = params[name]
-        if isinstance(dist, CategoricalDistribution):
-            if v not in dist.choices:
-                return False
-        elif not isinstance(v, int | float) or not (dist.low <= v <= dist.high):  # type: ignore[attr-defined]
-            return False
-    return True
-
-
-def _first_new(
-    rows: np.ndarray,
-    space: SpaceEncoding,
-    seen: np.ndarray | None,
-    bad: np.ndarray | None,
-    rng: np.random.RandomState,
-) -> np.ndarray:
-    """The first row that is not a repeat; else a new random point; else (space exhausted)
-    the first row."""
-    for x in rows:
-        if not _is_repeat(x, space, seen, bad):
-            return x
-    for x in space.sample(4096, rng):
-        if not _is_repeat(x, space, seen, bad):
-            return x
-    return rows[0]
-
-
-def _is_repeat(
-    x: np.ndarray, space: SpaceEncoding, seen: np.ndarray | None, bad: np.ndarray | None
-) -> bool:
-    """True if ``x`` is a point already tried (or within reach of a failed one)."""
-    for pts, tol in ((seen, _SEEN_TOL), (bad, _FAILED_TOL)):
-        if pts is not None and len(pts) and np.any(np.max(np.abs(pts - x), axis=1) <= tol):
-            return True
-    return False
 
 
 __all__ = ["ACQUISITIONS", "BayesSampler"]

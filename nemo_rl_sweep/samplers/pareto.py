@@ -26,32 +26,32 @@ Shared behaviour (as ``BayesSampler``):
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler
-from optuna.search_space import IntersectionSearchSpace
+from optuna.samplers import NSGAIISampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.gp import Hyperparameters, fit_gp, log_ei, optimize_acquisition
+from nemo_rl_sweep.gp import fit_gp, log_ei, optimize_acquisition
 from nemo_rl_sweep.gp.threads import single_thread
 from nemo_rl_sweep.pareto.acquisition import LogEHVI
 from nemo_rl_sweep.pareto.front import pareto_front_mask, to_minimization
 from nemo_rl_sweep.pareto.hypervolume import validate_reference_point
-from nemo_rl_sweep.samplers._encoding import SpaceEncoding, modelable_space
-from nemo_rl_sweep.samplers.bayes import _fits, _is_repeat
+from nemo_rl_sweep.samplers._encoding import SpaceEncoding
+from nemo_rl_sweep.samplers._model_based import (
+    OPTIONS_KEY,
+    ModelBasedSampler,
+    check_startup_trials,
+    first_new,
+)
 
 METHODS = ("ehvi", "parego", "nsga2")
-_OPT_KEY = "hydra.sweeper.strategy_options"
-_PARAMS_ATTR = "pareto:relative_params"
-_OTHER_PARAMS_ATTRS = ("bayes:relative_params",)
+_OPT_KEY = OPTIONS_KEY
 
 
 def validate_pareto_options(
@@ -71,18 +71,7 @@ def validate_pareto_options(
             f"unknown method {method!r}",
             f"use one of {', '.join(METHODS)} (default ehvi)",
         )
-    if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int | np.integer):
-        raise SweepConfigError(
-            f"{_OPT_KEY}.n_startup_trials",
-            f"must be a whole number, got {n_startup_trials!r}",
-            "set a positive integer such as 10",
-        )
-    if n_startup_trials <= 0:
-        raise SweepConfigError(
-            f"{_OPT_KEY}.n_startup_trials",
-            f"must be positive, got {n_startup_trials}",
-            "set a positive integer such as 10",
-        )
+    check_startup_trials(n_startup_trials)
     if n_objectives is None:
         return None
     if n_objectives < 2:
@@ -99,7 +88,7 @@ def validate_pareto_options(
     )
 
 
-class ParetoSampler(BaseSampler):
+class ParetoSampler(ModelBasedSampler):
     """Multi-objective optimiser: GP per objective + exact log-EHVI (or ParEGO, or NSGA-II).
 
     Args:
@@ -136,23 +125,15 @@ class ParetoSampler(BaseSampler):
             ref = validate_reference_point(
                 reference_point, int(np.size(reference_point)), key=f"{_OPT_KEY}.reference_point"
             )
-        self._search_space = dict(search_space) if search_space is not None else None
-        self._seed = seed
-        self._rng = np.random.RandomState(seed)
-        self._sobol_seed = int(self._rng.randint(2**31 - 1))
+        super().__init__(search_space, seed=seed, n_startup_trials=n_startup_trials)
         self._weights_seed = int(self._rng.randint(2**31 - 1))
-        self._independent = RandomSampler(seed=seed)
-        self._intersection = IntersectionSearchSpace()
         self.method = method
-        self.n_startup_trials = int(n_startup_trials)
         self.reference_point = None if ref is None else [float(v) for v in ref]
         self.n_candidates = int(n_candidates)
         self.n_restarts = int(n_restarts)
         self._nsga2 = (
             NSGAIISampler(seed=seed, population_size=population_size) if method == "nsga2" else None
         )
-        self._hyper_cache: dict[tuple, Hyperparameters] = {}
-        self._sobol_cache: dict[tuple, np.ndarray] = {}
 
     # -- checks ----------------------------------------------------------------------------------
     def check_study(self, study: Study) -> None:
@@ -166,8 +147,7 @@ class ParetoSampler(BaseSampler):
 
     # -- Optuna sampler protocol ------------------------------------------------------------------
     def reseed_rng(self) -> None:
-        self._rng = np.random.RandomState()
-        self._independent.reseed_rng()
+        super().reseed_rng()
         if self._nsga2 is not None:
             self._nsga2.reseed_rng()
 
@@ -177,9 +157,7 @@ class ParetoSampler(BaseSampler):
         self.check_study(study)
         if self._nsga2 is not None:
             return self._nsga2.infer_relative_search_space(study, trial)
-        if self._search_space is not None:
-            return modelable_space(self._search_space)
-        return modelable_space(self._intersection.calculate(study))
+        return super().infer_relative_search_space(study, trial)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -189,22 +167,9 @@ class ParetoSampler(BaseSampler):
         if not search_space:
             return {}
         space = SpaceEncoding(search_space)
-        done, running, failed = [], [], []
-        for t in study.get_trials(deepcopy=False):
-            if t.number == trial.number:
-                continue
-            params = _params_of(t)
-            if not _fits(params, search_space):
-                continue
-            if t.state == TrialState.COMPLETE and t.values is not None:
-                if all(math.isfinite(v) for v in t.values):
-                    done.append((params, list(t.values)))
-            elif t.state in (TrialState.RUNNING, TrialState.WAITING):
-                running.append(params)
-            elif t.state == TrialState.FAIL:
-                failed.append(params)
-        seen = space.encode([p for p, _ in done] + running) if (done or running) else None
-        bad = space.encode(failed) if failed else None
+        history = self._history(study, trial, search_space)
+        done, running = history.done, history.running
+        seen, bad = history.seen(space), history.bad(space)
 
         if len(done) < self.n_startup_trials:
             x = self._startup_point(space, trial.number, seen, bad)
@@ -220,7 +185,7 @@ class ParetoSampler(BaseSampler):
             else:
                 x = self._ehvi_point(space, X, Y, X_run, seen, bad, ref)
         params = space.decode(x)
-        study._storage.set_trial_system_attr(trial._trial_id, _PARAMS_ATTR, json.dumps(params))
+        self._remember(study, trial, params)
         return params
 
     def sample_independent(
@@ -232,13 +197,13 @@ class ParetoSampler(BaseSampler):
     ) -> Any:
         if self._nsga2 is not None:
             return self._nsga2.sample_independent(study, trial, param_name, param_distribution)
-        return self._independent.sample_independent(study, trial, param_name, param_distribution)
+        return super().sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         if self._nsga2 is not None:
             self._nsga2.before_trial(study, trial)
         else:
-            self._independent.before_trial(study, trial)
+            super().before_trial(study, trial)
 
     def after_trial(
         self,
@@ -250,24 +215,9 @@ class ParetoSampler(BaseSampler):
         if self._nsga2 is not None:
             self._nsga2.after_trial(study, trial, state, values)
         else:
-            self._independent.after_trial(study, trial, state, values)
+            super().after_trial(study, trial, state, values)
 
     # -- proposals ----------------------------------------------------------------------------------
-    def _startup_point(
-        self, space: SpaceEncoding, index: int, seen: np.ndarray | None, bad: np.ndarray | None
-    ) -> np.ndarray:
-        """The ``index``-th point of this sweep's Sobol sequence, skipping points already used."""
-        key = tuple(space.names)
-        need = max(2 * (index + 1), 64)
-        U = self._sobol_cache.get(key)
-        if U is None or len(U) < need:
-            U = space.sobol_uniform(2 ** math.ceil(math.log2(need)), self._sobol_seed)
-            self._sobol_cache[key] = U
-        for x in space.from_uniform(U[index:]):
-            if not _is_repeat(x, space, seen, bad):
-                return x
-        return space.sample(1, self._rng)[0]
-
     def _fit(self, space: SpaceEncoding, X: np.ndarray, y: np.ndarray, tag: int) -> Any:
         key = (tuple(space.names), space.dim, tag)
         warm = self._hyper_cache.get(key)
@@ -283,18 +233,6 @@ class ParetoSampler(BaseSampler):
         )
         self._hyper_cache[key] = model.hyper
         return model
-
-    def _pick(
-        self,
-        rows: np.ndarray,
-        space: SpaceEncoding,
-        seen: np.ndarray | None,
-        bad: np.ndarray | None,
-    ) -> np.ndarray:
-        for x in rows:
-            if not _is_repeat(x, space, seen, bad):
-                return x
-        return space.sample(1, self._rng)[0]
 
     def _seeds(self, X: np.ndarray, mask: np.ndarray) -> np.ndarray:
         idx = np.flatnonzero(mask)
@@ -350,7 +288,7 @@ class ParetoSampler(BaseSampler):
                 n_per_seed=32,
                 lengthscales=np.min([mdl.lengthscales for mdl in models], axis=0),
             )
-        return self._pick(rows, space, seen, bad)
+        return first_new(rows, space, seen, bad, self._rng)
 
     def _parego_point(
         self,
@@ -385,20 +323,7 @@ class ParetoSampler(BaseSampler):
                 seeds=X[np.argsort(-score, kind="stable")[:5]],
                 lengthscales=model.lengthscales,
             )
-        return self._pick(rows, space, seen, bad)
-
-
-def _params_of(t: FrozenTrial) -> dict[str, Any]:
-    """A trial's parameters, including those a running trial was given but has not read yet."""
-    if t.state.is_finished():
-        return t.params
-    params: dict[str, Any] = {}
-    for key in (*_OTHER_PARAMS_ATTRS, _PARAMS_ATTR):
-        stored = t.system_attrs.get(key)
-        if stored:
-            params.update(json.loads(stored))
-    params.update(t.params)
-    return params
+        return first_new(rows, space, seen, bad, self._rng)
 
 
 __all__ = ["METHODS", "ParetoSampler", "validate_pareto_options"]

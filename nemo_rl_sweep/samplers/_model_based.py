@@ -1,0 +1,212 @@
+"""What the GP samplers (``bayes``, ``pareto``) share.
+
+Both learn from the same trials in the same way: finished trials (and pruned ones, with the value
+they stopped at) are fitted; trials still RUNNING are pending points to condition on; FAIL trials are
+never fitted and never proposed again. Both start with the same seeded Sobol sequence, hand anything
+outside the modelled space to Optuna's RandomSampler, and never propose a point twice. Keeping that
+in one place keeps the two strategies' notion of "what has been tried" the same.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.search_space import IntersectionSearchSpace
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from nemo_rl_sweep.errors import SweepConfigError
+from nemo_rl_sweep.gp import Hyperparameters
+from nemo_rl_sweep.samplers._encoding import SpaceEncoding, modelable_space
+
+OPTIONS_KEY = "hydra.sweeper.strategy_options"
+# the params a trial was given, stored at once, so a concurrent ask sees them while it runs
+PARAMS_ATTR = "nemo_rl_sweep:relative_params"
+SEEN_TOL = 1e-9  # two encoded points closer than this (max norm) are the same point
+FAILED_TOL = 1e-3  # do not propose within this distance of a failed point
+
+
+def check_startup_trials(n_startup_trials: Any) -> None:
+    if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int | np.integer):
+        raise SweepConfigError(
+            f"{OPTIONS_KEY}.n_startup_trials",
+            f"must be a whole number, got {n_startup_trials!r}",
+            "set a positive integer such as 10",
+        )
+    if n_startup_trials <= 0:
+        raise SweepConfigError(
+            f"{OPTIONS_KEY}.n_startup_trials",
+            f"must be positive, got {n_startup_trials}",
+            "set a positive integer such as 10 (the model needs some points to start from)",
+        )
+
+
+@dataclass
+class History:
+    """The study as a model sees it: ``done`` (params, values), ``running`` and ``failed`` params."""
+
+    done: list[tuple[dict[str, Any], list[float]]] = field(default_factory=list)
+    running: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def seen(self, space: SpaceEncoding) -> np.ndarray | None:
+        points = [p for p, _ in self.done] + self.running
+        return space.encode(points) if points else None
+
+    def bad(self, space: SpaceEncoding) -> np.ndarray | None:
+        return space.encode(self.failed) if self.failed else None
+
+
+class ModelBasedSampler(BaseSampler):
+    """The Optuna sampler protocol and the bookkeeping of a GP sampler; subclasses propose points."""
+
+    def __init__(
+        self,
+        search_space: dict[str, BaseDistribution] | None,
+        *,
+        seed: int | None,
+        n_startup_trials: int,
+    ) -> None:
+        check_startup_trials(n_startup_trials)
+        self._search_space = dict(search_space) if search_space is not None else None
+        self._seed = seed
+        self._rng = np.random.RandomState(seed)
+        self._sobol_seed = int(self._rng.randint(2**31 - 1))
+        self._independent = RandomSampler(seed=seed)
+        self._intersection = IntersectionSearchSpace()
+        self.n_startup_trials = int(n_startup_trials)
+        self._hyper_cache: dict[tuple, Hyperparameters] = {}
+        self._sobol_cache: dict[tuple, np.ndarray] = {}
+
+    # -- Optuna sampler protocol -----------------------------------------------------------------
+    def reseed_rng(self) -> None:
+        self._rng = np.random.RandomState()
+        self._independent.reseed_rng()
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        if self._search_space is not None:
+            return modelable_space(self._search_space)
+        return modelable_space(self._intersection.calculate(study))
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._independent.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._independent.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._independent.after_trial(study, trial, state, values)
+
+    # -- shared steps of a suggestion ------------------------------------------------------------
+    def _history(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> History:
+        """Every other trial whose params fit ``search_space``, sorted by what the model does with it.
+
+        A pruned trial is fitted with the value it stopped at (Optuna records its last
+        intermediate value): with pruning on, that is what tells the model a region is hopeless.
+        """
+        history = History()
+        for t in study.get_trials(deepcopy=False):
+            if t.number == trial.number:
+                continue
+            params = params_of(t)
+            if not fits(params, search_space):
+                continue
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.values is not None:
+                if all(math.isfinite(v) for v in t.values):
+                    history.done.append((params, list(t.values)))
+                else:  # an infinite result is no value to fit; its point is not tried again
+                    history.failed.append(params)
+            elif t.state in (TrialState.RUNNING, TrialState.WAITING):
+                history.running.append(params)
+            elif t.state == TrialState.FAIL:
+                history.failed.append(params)
+        return history
+
+    def _startup_point(
+        self, space: SpaceEncoding, index: int, seen: np.ndarray | None, bad: np.ndarray | None
+    ) -> np.ndarray:
+        """The ``index``-th point of this sweep's Sobol sequence, skipping points already used."""
+        key = tuple(space.names)
+        need = max(2 * (index + 1), 64)
+        U = self._sobol_cache.get(key)
+        if U is None or len(U) < need:
+            U = space.sobol_uniform(2 ** math.ceil(math.log2(need)), self._sobol_seed)
+            self._sobol_cache[key] = U
+        return first_new(space.from_uniform(U[index:]), space, seen, bad, self._rng)
+
+    @staticmethod
+    def _remember(study: Study, trial: FrozenTrial, params: dict[str, Any]) -> None:
+        study._storage.set_trial_system_attr(trial._trial_id, PARAMS_ATTR, json.dumps(params))
+
+
+def params_of(t: FrozenTrial) -> dict[str, Any]:
+    """A trial's parameters, including those a running trial was given but has not read yet."""
+    if t.state.is_finished():
+        return t.params
+    stored = t.system_attrs.get(PARAMS_ATTR)
+    params = dict(json.loads(stored)) if stored else {}
+    params.update(t.params)
+    return params
+
+
+def fits(params: dict[str, Any], space: dict[str, BaseDistribution]) -> bool:
+    """True if ``params`` has a value inside every distribution of ``space``."""
+    for name, dist in space.items():
+        if name not in params:
+            return False
+        v = params[name]
+        if isinstance(dist, CategoricalDistribution):
+            if v not in dist.choices:
+                return False
+        elif not isinstance(v, int | float) or not (dist.low <= v <= dist.high):  # type: ignore[attr-defined]
+            return False
+    return True
+
+
+def first_new(
+    rows: np.ndarray,
+    space: SpaceEncoding,
+    seen: np.ndarray | None,
+    bad: np.ndarray | None,
+    rng: np.random.RandomState,
+) -> np.ndarray:
+    """The first row that is not a repeat; else a new random point; else (space exhausted)
+    the first row."""
+    for x in rows:
+        if not is_repeat(x, seen, bad):
+            return x
+    for x in space.sample(4096, rng):
+        if not is_repeat(x, seen, bad):
+            return x
+    return rows[0]
+
+
+def is_repeat(x: np.ndarray, seen: np.ndarray | None, bad: np.ndarray | None) -> bool:
+    """True if ``x`` is a point already tried (or within reach of a failed one)."""
+    for pts, tol in ((seen, SEEN_TOL), (bad, FAILED_TOL)):
+        if pts is not None and len(pts) and np.any(np.max(np.abs(pts - x), axis=1) <= tol):
+            return True
+    return False
