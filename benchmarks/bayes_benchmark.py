@@ -36,9 +36,9 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
+from docs_section import write_section  # noqa: E402
 from functions import PROBLEMS, Problem  # noqa: E402
 
-START, END = "<!-- bayes:start -->", "<!-- bayes:end -->"
 SAMPLERS = ["bayes", "GPSampler", "TPESampler", "RandomSampler"]
 # (problem, batch size) settings of the regret table
 SETTINGS = [
@@ -307,22 +307,10 @@ def main(argv: list[str] | None = None) -> str:
     table = "\n".join(lines)
     print(table)
     if not args.quick and not args.no_write:
-        write_section(ROOT / "docs" / "benchmarks.md", table)
+        write_section(
+            ROOT / "docs" / "benchmarks.md", "bayes", f"## GP-Bayesian strategy (bayes)\n\n{table}"
+        )
     return table
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace the text between our markers (add them, or the file, if missing)."""
-    section = f"{START}\n## GP-Bayesian strategy (bayes)\n\n{body}\n{END}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -28,11 +28,10 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
+from docs_section import write_section  # noqa: E402
 from functions import DTLZ2_3_MAX_HV, ZDT1_MAX_HV, ZDT2_MAX_HV, dtlz2, zdt1, zdt2  # noqa: E402
 
 from nemo_rl_sweep.pareto import hypervolume  # noqa: E402
-
-START, END = "<!-- pareto:start -->", "<!-- pareto:end -->"
 
 # name -> (function, dimension, number of objectives, trials, true maximum hypervolume)
 PROBLEMS = {
@@ -116,20 +115,6 @@ def versions() -> str:
     )
 
 
-def write_docs(path: Path, body: str) -> None:
-    """Replace the text between our markers (create the file / the section when missing)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{START}\n{body}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 20 trials")
@@ -176,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("\n" + body)
     if not (args.quick or args.no_docs):
-        write_docs(Path(args.docs), body)
+        write_section(Path(args.docs), "pareto", body)
         print(f"wrote {args.docs}")
 
 

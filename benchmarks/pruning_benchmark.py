@@ -37,11 +37,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
 import optuna  # noqa: E402
 import yaml  # noqa: E402
+from docs_section import write_section  # noqa: E402
 
-START, END = "<!-- pruning:start -->", "<!-- pruning:end -->"
 METRIC = "validation/accuracy"
 PRUNER_PRESETS = ("median", "successive_halving", "hyperband")  # conf/pruner/<name>.yaml
 
@@ -225,20 +226,6 @@ def versions() -> str:
     )
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the text between our markers (add them, or the file, if missing)."""
-    section = f"{START}\n## Pruning (embedded GRPO trainer)\n\n{body}\n{END}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -305,7 +292,11 @@ def main() -> None:
     )
     print(body)
     if not args.no_docs:
-        write_section(ROOT / "docs" / "benchmarks.md", body)
+        write_section(
+            ROOT / "docs" / "benchmarks.md",
+            "pruning",
+            f"## Pruning (embedded GRPO trainer)\n\n{body}",
+        )
         print("\nwritten to docs/benchmarks.md")
 
 
