@@ -254,9 +254,7 @@ class ParetoSampler(ModelBasedSampler):
         with single_thread():
             # Objectives on a common scale (observed range -> [0, 1]): the boxes and the
             # posterior live in the same units, and no objective's size dominates the product.
-            lo = Y.min(axis=0)
-            span = np.where(Y.max(axis=0) - lo > 0, Y.max(axis=0) - lo, 1.0)
-            Yn = (Y - lo) / span
+            Yn, lo, span = _unit_range(Y)
             models = [self._fit(space, X, Yn[:, k], k) for k in range(m)]
             front = Yn[pareto_front_mask(Yn)]
             if X_run is not None and len(X_run):
@@ -302,9 +300,7 @@ class ParetoSampler(ModelBasedSampler):
     ) -> np.ndarray:
         m = Y.shape[1]
         w = np.random.RandomState((self._weights_seed + index) % 2**32).dirichlet(np.ones(m))
-        lo = Y.min(axis=0)
-        span = np.where(Y.max(axis=0) - lo > 0, Y.max(axis=0) - lo, 1.0)
-        Yn = (Y - lo) / span
+        Yn, _, _ = _unit_range(Y)
         # augmented Chebyshev scalarisation (to be minimised); the model maximises its negative
         score = -(np.max(w * Yn, axis=1) + 0.05 * np.sum(w * Yn, axis=1))
         with single_thread():
@@ -324,6 +320,14 @@ class ParetoSampler(ModelBasedSampler):
                 lengthscales=model.lengthscales,
             )
         return first_new(rows, space, seen, bad, self._rng)
+
+
+def _unit_range(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each objective's observed range mapped to [0, 1] (a constant objective to 0); with the
+    offset and span that undo it."""
+    lo = Y.min(axis=0)
+    span = np.where(Y.max(axis=0) - lo > 0, Y.max(axis=0) - lo, 1.0)
+    return (Y - lo) / span, lo, span
 
 
 __all__ = ["METHODS", "ParetoSampler", "validate_pareto_options"]
