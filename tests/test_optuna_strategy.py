@@ -9,9 +9,6 @@ and Hydra's basic sweeper do, so ``y: range(-2, 3)`` takes -2..2 here.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -25,6 +22,7 @@ from nemo_rl_sweep.driver import JobOutcome, Sweep, SweepSettings
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.space import parse_params
 from nemo_rl_sweep.strategies import make_sampler
+from tests.helpers import run_app
 
 REPO = Path(__file__).resolve().parents[1]
 DROPIN = REPO / "tests" / "apps" / "optuna_dropin"
@@ -34,17 +32,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def sphere(x: float, y: int, lr: float, opt: str) -> float:
     return x**2 + y**2 + (lr - 0.01) ** 2 + {"a": 0.0, "b": 0.5, "c": 1.0}[opt]
-
-
-def run(app: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(app), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
-    )
 
 
 def dropin_config(tmp_path: Path) -> Path:
@@ -63,7 +50,7 @@ def dropin_config(tmp_path: Path) -> Path:
 
 def test_hydra_optuna_sweeper_file_runs_unchanged_but_the_override_line(tmp_path):
     extra = dropin_config(tmp_path)
-    proc = run(
+    proc = run_app(
         DROPIN / "sphere.py", ["--multirun", "--config-dir", str(extra), "+hpo=sphere"], tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -232,7 +219,7 @@ def test_bad_samplers_are_refused_before_any_job(tmp_path, sampler, strategy, ke
 
 def test_bad_sampler_in_a_hydra_file_is_one_line_and_no_job(tmp_path):
     extra = dropin_config(tmp_path)
-    proc = run(
+    proc = run_app(
         DROPIN / "sphere.py",
         [
             "--multirun",
@@ -256,7 +243,7 @@ def test_bad_sampler_in_a_hydra_file_is_one_line_and_no_job(tmp_path):
 
 
 def test_hpo_optuna_preset_composes_with_the_grpo_space_and_pruner_presets(tmp_path):
-    proc = run(
+    proc = run_app(
         REPO / "train.py",
         ["hpo=optuna", "+pruner=median", "hydra.sweeper.dry_run=true", "--cfg", "hydra"],
         tmp_path,
@@ -268,7 +255,7 @@ def test_hpo_optuna_preset_composes_with_the_grpo_space_and_pruner_presets(tmp_p
     assert sweeper["pruner"]["_target_"] == "optuna.pruners.MedianPruner"
     assert "policy.optimizer.kwargs.lr" in sweeper["params"]
 
-    dry = run(REPO / "train.py", ["hpo=optuna", "hydra.sweeper.dry_run=true"], tmp_path)
+    dry = run_app(REPO / "train.py", ["hpo=optuna", "hydra.sweeper.dry_run=true"], tmp_path)
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "strategy optuna" in dry.stdout
     assert dry.stdout.count("policy.optimizer.kwargs.lr=") == 5  # five previewed trials

@@ -25,6 +25,7 @@ from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.job import TrialLink, run_training
 from nemo_rl_sweep.pruning import STUDY_ATTR_PRUNER, check_pruner
 from nemo_rl_sweep.space import parse_params
+from tests.helpers import run_app
 
 REPO = Path(__file__).resolve().parents[1]
 CURVE_APP = REPO / "tests" / "apps" / "optuna_dropin" / "curve.py"
@@ -153,14 +154,7 @@ def test_without_pruner_jobs_are_never_pruned(tmp_path):
 
 
 def run_curve_app(cwd: Path, args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(CURVE_APP), "--multirun", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
-    )
+    return run_app(CURVE_APP, ["--multirun", *args], cwd)
 
 
 def ledger_study(cwd: Path) -> optuna.Study:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -16,6 +13,7 @@ from nemo_rl_sweep.driver import JobOutcome, Sweep, SweepSettings
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.space import parse_params
 from nemo_rl_sweep.warm_start import check_enqueue, check_source, expand_recipe_entries
+from tests.helpers import run_app
 
 REPO = Path(__file__).resolve().parents[1]
 CURVE_APP = REPO / "tests" / "apps" / "optuna_dropin" / "curve.py"
@@ -128,18 +126,13 @@ def test_more_enqueued_trials_than_the_budget_is_refused():
 
 
 def test_bad_enqueue_stops_a_hydra_sweep_before_any_job(tmp_path):
-    proc = subprocess.run(
+    proc = run_app(
+        CURVE_APP,
         [
-            sys.executable,
-            str(CURVE_APP),
             "--multirun",
             "hydra.sweeper.enqueue=[{x: 0.5}, {x: 1.5}]",
         ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        tmp_path,
     )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
@@ -164,19 +157,14 @@ def test_recipe_entry_enqueues_the_configs_own_values():
 
 
 def test_enqueue_recipe_in_a_hydra_sweep_runs_the_config_defaults_first(tmp_path):
-    proc = subprocess.run(
+    proc = run_app(
+        CURVE_APP,
         [
-            sys.executable,
-            str(CURVE_APP),
             "--multirun",
             "hydra.sweeper.n_trials=2",
             "hydra.sweeper.enqueue=[recipe]",
         ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     storage = "sqlite:///" + str(tmp_path / "multirun" / ledger.DEFAULT_LEDGER_FILE)
