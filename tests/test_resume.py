@@ -52,6 +52,15 @@ def _real(trials):
     return [t for t in trials if not t.user_attrs.get("stale")]
 
 
+def _two_sweepers(args, cwd, study_name):
+    """The same command started twice at once; the trials of their shared study that really ran."""
+    first, second = _start(args, cwd), _start(args, cwd)
+    for proc in (first, second):
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    return _real(optuna.load_study(study_name=study_name, storage=_ledger(cwd)).get_trials())
+
+
 def test_kill_9_then_same_command_resumes_to_n_trials(tmp_path):
     args = ["hydra.sweeper.seed=0", "hydra.sweeper.n_trials=5", "sleep=0.7"]
     proc = _start(args, tmp_path)
@@ -123,12 +132,7 @@ def test_two_sweepers_share_one_study(tmp_path):
         "sleep=0.5",
         "hydra.sweeper.study_name=shared",
     ]
-    first, second = _start(args, tmp_path), _start(args, tmp_path)
-    for proc in (first, second):
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err
-    study = optuna.load_study(study_name="shared", storage=_ledger(tmp_path))
-    real = _real(study.get_trials())
+    real = _two_sweepers(args, tmp_path, "shared")
     assert len(real) == 6 and all(t.state == TrialState.COMPLETE for t in real)
     owners = {t.user_attrs["sweeper"] for t in real}
     assert len(owners) == 2, owners
@@ -143,12 +147,7 @@ def test_two_sweepers_never_run_a_grid_point_twice(tmp_path):
         "x=choice(0.1,0.2,0.3)",
         "y=range(0,3)",
     ]
-    first, second = _start(args, tmp_path), _start(args, tmp_path)
-    for proc in (first, second):
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err
-    study = optuna.load_study(study_name="shared-grid", storage=_ledger(tmp_path))
-    real = _real(study.get_trials())
+    real = _two_sweepers(args, tmp_path, "shared-grid")
     points = Counter((t.params["x"], t.params["y"]) for t in real)
     assert len(points) == 9 and set(points.values()) == {1}
     assert all(t.state == TrialState.COMPLETE for t in real)
