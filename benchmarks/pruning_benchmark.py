@@ -83,7 +83,7 @@ def run_sweep(job: tuple[str, str, int, int]) -> dict[str, Any]:
     import torch
 
     from nemo_rl_sweep.driver import suggest
-    from nemo_rl_sweep.strategies import build_from_target
+    from nemo_rl_sweep.targets import build_from_target
     from nemo_rl_sweep.trainer import train
 
     torch.set_num_threads(1)

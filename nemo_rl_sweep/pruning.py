@@ -36,7 +36,7 @@ def check_pruner(node: Any, metric_names: Sequence[str]) -> BasePruner | None:
         raise SweepConfigError(
             KEY, f"must be a {{_target_: ...}} node or null, got {node!r}", _EXAMPLE
         )
-    from nemo_rl_sweep.strategies import build_from_target
+    from nemo_rl_sweep.targets import build_from_target
 
     pruner = build_from_target(node, BasePruner, KEY)
     if len(metric_names) > 1 and not isinstance(pruner, NopPruner):
@@ -59,6 +59,6 @@ def stored_pruner(study: optuna.Study) -> BasePruner:
     node = study.user_attrs.get(STUDY_ATTR_PRUNER)
     if not node:
         return NopPruner()
-    from nemo_rl_sweep.strategies import build_from_target
+    from nemo_rl_sweep.targets import build_from_target
 
     return build_from_target(node, BasePruner, KEY)
