@@ -82,7 +82,7 @@ def run_sweep(job: tuple[str, str, int, int]) -> dict[str, Any]:
     sampler_name, pruner_name, seed, n_trials = job
     import torch
 
-    from nemo_rl_sweep.driver import suggest
+    from nemo_rl_sweep.loop import suggest
     from nemo_rl_sweep.targets import build_from_target
     from nemo_rl_sweep.trainer import train
 

@@ -1,8 +1,10 @@
-"""One trial's job: train with the trial's config, reporting each validation to the ledger.
+"""The sweeper-to-job contract, read by both sides: what a job gets and what it gives back.
 
-The job talks to the ledger itself (through the storage URL, study name and trial number the sweeper
-put into its config), so pruning works the same under the basic, joblib and Slurm launchers: the
-sweeper never has to reach into a running job.
+The sweeper hands each job its trial's overrides plus ``job_overrides`` (storage URL, study name,
+trial number), so the job talks to its ledger trial itself and pruning works the same under the
+basic, joblib and Slurm launchers: the sweeper never has to reach into a running job. The job's
+return value comes back through the launcher wrapped with its duration (``wrap_return``), and the
+sweeper reads both (``unwrap_return``). This module stays light: jobs import it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,54 @@ from dataclasses import dataclass
 from typing import Any
 
 Reporter = Callable[[int, Mapping[str, float]], None]
+
+# the hydra.sweeper keys a job reads to reach its ledger trial (set for each job, not by users)
+KEY_TRIAL_NUMBER = "trial_number"
+KEY_STORAGE = "storage"
+KEY_STUDY_NAME = "study_name"
+_VALUE = "__nemo_rl_sweep_value__"
+_DURATION = "duration_s"
+
+
+@dataclass
+class TrialJob:
+    """One trial handed to the launcher: its ledger number and its Hydra overrides."""
+
+    number: int
+    overrides: list[str]
+
+
+@dataclass
+class JobOutcome:
+    """What came back from one job: a return value, or the error (or its text) that ended it."""
+
+    value: Any = None
+    failure: BaseException | str | None = None
+    job_dir: str | None = None
+    duration_s: float | None = None
+
+
+def job_overrides(trial_number: int, storage_url: str, study_name: str) -> list[str]:
+    """The ``hydra.sweeper.*`` overrides that let a job find its ledger trial."""
+    from nemo_rl_sweep.space import format_value
+
+    return [
+        f"hydra.sweeper.{KEY_TRIAL_NUMBER}={int(trial_number)}",
+        f"hydra.sweeper.{KEY_STORAGE}={format_value(storage_url)}",
+        f"hydra.sweeper.{KEY_STUDY_NAME}={format_value(study_name)}",
+    ]
+
+
+def wrap_return(value: Any, duration_s: float) -> dict[str, Any]:
+    """A job's return value with its duration, as the launcher carries it back to the sweeper."""
+    return {_VALUE: value, _DURATION: duration_s}
+
+
+def unwrap_return(raw: Any) -> tuple[Any, float | None]:
+    """``(value, duration_s)`` of what a job returned; a value not wrapped has no duration."""
+    if isinstance(raw, dict) and _VALUE in raw:
+        return raw[_VALUE], raw.get(_DURATION)
+    return raw, None
 
 
 @dataclass(frozen=True)
@@ -30,8 +80,11 @@ class TrialLink:
         import optuna
 
         from nemo_rl_sweep.ledger import open_trial
+        from nemo_rl_sweep.pruning import stored_pruner
 
         trial = open_trial(self.storage, self.study_name, self.trial_number)
+        # the sweep's pruner, not the MedianPruner Optuna gives a study loaded without one
+        trial.study.pruner = stored_pruner(trial.study)
 
         def report(step: int, metrics: Mapping[str, float]) -> None:
             value = metrics.get(self.metric)
@@ -51,8 +104,8 @@ def link_from_hydra() -> TrialLink | None:
     if not HydraConfig.initialized():
         return None
     sweeper = HydraConfig.get().sweeper
-    number = sweeper.get("trial_number")
-    if number is None or not sweeper.get("storage") or not sweeper.get("study_name"):
+    number = sweeper.get(KEY_TRIAL_NUMBER)
+    if number is None or not sweeper.get(KEY_STORAGE) or not sweeper.get(KEY_STUDY_NAME):
         return None
     metric = sweeper.get("metric")
     if not isinstance(metric, str):
@@ -60,7 +113,9 @@ def link_from_hydra() -> TrialLink | None:
         if len(metric) != 1:
             return None  # pruning is single-objective in Optuna
         metric = metric[0]
-    return TrialLink(str(sweeper.storage), str(sweeper.study_name), int(number), str(metric))
+    return TrialLink(
+        str(sweeper[KEY_STORAGE]), str(sweeper[KEY_STUDY_NAME]), int(number), str(metric)
+    )
 
 
 def run_training(cfg: Any, link: TrialLink | None = None) -> dict[str, float]:

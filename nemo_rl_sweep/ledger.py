@@ -4,6 +4,10 @@ One ledger gives resume after a crash (finished trials are read back, not re-run
 one study (Optuna's storage hands each enqueued trial to one worker), pruning (jobs report to the
 same trial), optuna-dashboard and Optuna's plots. The default storage is a SQLite file next to the
 sweep folders, so it survives the process and the same command resumes the same study.
+
+Every use of Optuna's private API (a trial's storage id, the study's storage) is in this module, behind
+named functions, so an Optuna upgrade that moves them is fixed here. It imports nothing of the sweep
+but its errors.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ ATTR_OVERRIDES = "overrides"
 ATTR_JOB_DIR = "job_dir"
 ATTR_METRICS = "metrics"
 ATTR_FAIL_REASON = "fail_reason"
+ATTR_FAIL_KIND = (
+    "fail_kind"  # objectives.FailureKind's value: why, for code; the reason is for people
+)
 ATTR_DURATION = "duration_s"
 ATTR_STALE = "stale"
 ATTR_OWNER = "sweeper"
@@ -219,16 +226,17 @@ def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
         owner = trial.user_attrs.get(ATTR_OWNER)
         if owner and _owner_is_dead(owner):
             reason = "its sweeper stopped while the trial was running (a grid point runs again)"
-            if mark_stale(study, trial._trial_id, reason):
+            if mark_stale(study, trial, reason):
                 stale.append(trial)
     return stale
 
 
-def mark_stale(study: optuna.Study, trial_id: int, reason: str) -> bool:
+def mark_stale(study: optuna.Study, trial: optuna.Trial | FrozenTrial, reason: str) -> bool:
     """Fail a trial that did not run to its end through no fault of its own (its sweeper died, the
     sweep was interrupted, another sweeper had claimed its work): it counts toward neither n_trials
     nor the failure rate, and its grid point is run again. False if the trial had already finished."""
     storage = study._storage
+    trial_id = trial._trial_id
     try:
         storage.set_trial_user_attr(trial_id, ATTR_STALE, True)
         storage.set_trial_user_attr(trial_id, ATTR_FAIL_REASON, reason)
@@ -244,12 +252,24 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
     return not (trial.state == TrialState.FAIL and trial.user_attrs.get(ATTR_STALE))
 
 
+def trial_system_attrs(study: optuna.Study, trial: optuna.Trial) -> dict[str, Any]:
+    """A live trial's system attributes as stored now (``fixed_params`` of an enqueued trial...)."""
+    return study._storage.get_trial_system_attrs(trial._trial_id)
+
+
+def set_trial_system_attr(
+    study: optuna.Study, trial: optuna.Trial | FrozenTrial, key: str, value: Any
+) -> None:
+    """Store a system attribute on a trial (Optuna's public setter is deprecated)."""
+    study._storage.set_trial_system_attr(trial._trial_id, key, value)
+
+
 def open_trial(storage_url: str, study_name: str, trial_number: int) -> optuna.Trial:
-    """The live trial of a job, so the job can report intermediate values and ask to be pruned."""
+    """The live trial of a job, so the job can report intermediate values and ask to be pruned.
+
+    Its study carries Optuna's default pruner; the caller sets the sweep's own.
+    """
     storage = open_storage(storage_url)
     study = optuna.load_study(study_name=study_name, storage=storage)
-    from nemo_rl_sweep.pruning import stored_pruner
-
-    study.pruner = stored_pruner(study)  # the sweep's pruner, not Optuna's default MedianPruner
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, int(trial_number))
     return optuna.Trial(study, trial_id)

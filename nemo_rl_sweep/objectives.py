@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from optuna.study import StudyDirection
@@ -19,8 +20,22 @@ from nemo_rl_sweep.errors import SweepConfigError
 _DIRECTIONS = {"minimize": StudyDirection.MINIMIZE, "maximize": StudyDirection.MAXIMIZE}
 
 
+class FailureKind(StrEnum):
+    """Why a trial did not give a value; the sweep's failure policy reads this, never the text."""
+
+    ERROR = "error"  # the job raised, or its launcher lost it
+    PRUNED = "pruned"  # the pruner stopped it (not a failure: the trial is PRUNED)
+    MISSING_METRIC = "missing_metric"  # it finished without reporting an objective
+    NOT_FINITE = "not_finite"  # an objective was NaN or infinite
+    NOT_METRICS = "not_metrics"  # it returned something that is not a number or a mapping
+
+
 class TrialFailure(Exception):
-    """A job finished but its result cannot be used; the message is the recorded reason."""
+    """A trial that gave no usable value: ``kind`` says why, the message is the recorded reason."""
+
+    def __init__(self, kind: FailureKind, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -71,11 +86,12 @@ class Objectives:
             if name not in metrics:
                 reported = ", ".join(sorted(metrics)) or "nothing"
                 raise TrialFailure(
-                    f"the job did not report metric {name!r} (it reported: {reported})"
+                    FailureKind.MISSING_METRIC,
+                    f"the job did not report metric {name!r} (it reported: {reported})",
                 )
             value = metrics[name]
             if not math.isfinite(value):
-                raise TrialFailure(f"metric {name!r} is {value}")
+                raise TrialFailure(FailureKind.NOT_FINITE, f"metric {name!r} is {value}")
             values.append(value)
         return values, metrics
 
@@ -85,7 +101,7 @@ def as_metrics(returned: Any, single_name: str) -> dict[str, float]:
     if returned is None:
         return {}
     if isinstance(returned, bool):
-        raise TrialFailure(f"the job returned {returned!r}, not metrics")
+        raise TrialFailure(FailureKind.NOT_METRICS, f"the job returned {returned!r}, not metrics")
     if isinstance(returned, (int, float)):
         return {single_name: float(returned)}
     if isinstance(returned, Mapping) or hasattr(returned, "items"):
@@ -96,4 +112,7 @@ def as_metrics(returned: Any, single_name: str) -> dict[str, float]:
             except (TypeError, ValueError):
                 continue
         return out
-    raise TrialFailure(f"the job returned a {type(returned).__name__}, not a dict of metrics")
+    raise TrialFailure(
+        FailureKind.NOT_METRICS,
+        f"the job returned a {type(returned).__name__}, not a dict of metrics",
+    )

@@ -6,7 +6,7 @@ are done out of how many, how many run, failed and were pruned, the best value s
 parameters, and an estimate of the time left. In a terminal the trial state is coloured; anywhere else
 (a file, a pipe, a Slurm log) the output holds no escape sequence or carriage return.
 
-The driver calls these hooks; another front end (a notebook, a richer terminal view) can pass its own
+The sweep loop calls these hooks; another front end (a notebook, a richer terminal view) can pass its own
 object with the same methods.
 """
 

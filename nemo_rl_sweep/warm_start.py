@@ -334,26 +334,3 @@ def _fitting_params(
             if key in values and values[key] != fixed.value:
                 return None
     return params
-
-
-# ------------------------------------------------------------------------------- driver hooks
-
-
-def check_warm_start(settings: Any, space: SearchSpace) -> None:
-    """Check ``settings.enqueue`` (normalised in place) and ``settings.warm_start_from``; no I/O."""
-    settings.enqueue = check_enqueue(settings.enqueue, space, settings.n_trials)
-    check_source(getattr(settings, "warm_start_from", None))
-
-
-def seed_sweep(
-    study: optuna.Study,
-    settings: Any,
-    space: SearchSpace,
-    own_storage_url: str,
-    message: Callable[[str], None] | None = None,
-) -> list[int]:
-    """Seed ``study`` from ``settings.warm_start_from`` if set (called once, before the first ask)."""
-    source = check_source(getattr(settings, "warm_start_from", None))
-    if source is None:
-        return []
-    return seed_from_study(study, source, space, own_storage_url=own_storage_url, message=message)

@@ -18,10 +18,12 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from nemo_rl_sweep import ledger
-from nemo_rl_sweep.driver import JobOutcome, Sweep, SweepSettings
 from nemo_rl_sweep.errors import SweepConfigError
+from nemo_rl_sweep.job import JobOutcome
+from nemo_rl_sweep.loop import Sweep
+from nemo_rl_sweep.samplers import strategy_rules
+from nemo_rl_sweep.settings import SweepSettings
 from nemo_rl_sweep.space import parse_params
-from nemo_rl_sweep.strategies import make_sampler
 from tests.helpers import run_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,6 +138,17 @@ def test_any_optuna_sampler_by_target_with_its_arguments(tmp_path, sampler):
     for t in study.trials:
         assert -1.0 <= t.params["x"] <= 1.0 and t.params["y"] in (0, 1, 2, 3)
     assert study.user_attrs[ledger.STUDY_ATTR_STRATEGY] == "optuna"  # no strategy given: optuna
+
+
+def make_sampler(strategy: str, space: dict, *, seed: int, optuna_sampler: dict):
+    return strategy_rules(strategy).make(
+        space,
+        seed=seed,
+        options={},
+        n_objectives=1,
+        optuna_sampler=optuna_sampler,
+        grid_points=None,
+    )
 
 
 def test_sampler_arguments_reach_the_sampler_and_seed_is_passed_on():

@@ -20,10 +20,11 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from nemo_rl_sweep import ledger
-from nemo_rl_sweep.driver import JobOutcome, Sweep, SweepSettings
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.job import TrialLink, run_training
+from nemo_rl_sweep.job import JobOutcome, TrialLink, run_training
+from nemo_rl_sweep.loop import Sweep
 from nemo_rl_sweep.pruning import STUDY_ATTR_PRUNER, check_pruner
+from nemo_rl_sweep.settings import SweepSettings
 from nemo_rl_sweep.space import parse_params
 from tests.helpers import run_app
 
@@ -55,7 +56,7 @@ def curve_launch(holder: dict, steps: int = 6, ran: dict | None = None):
                     report(step, {"score": score})
                 outcomes.append(JobOutcome(value={"score": score}))
             except optuna.TrialPruned as exc:
-                outcomes.append(JobOutcome(error=exc))
+                outcomes.append(JobOutcome(failure=exc))
             if ran is not None:
                 ran[job.number] = step
         return outcomes
@@ -220,7 +221,7 @@ def test_embedded_trainer_trials_are_pruned_at_a_validation(tmp_path):
             try:
                 outcomes.append(JobOutcome(value=run_training(cfg, link)))
             except optuna.TrialPruned as exc:
-                outcomes.append(JobOutcome(error=exc))
+                outcomes.append(JobOutcome(failure=exc))
         return outcomes
 
     # two learning rates that learn in 40 steps (accuracy 0.03 at step 10), two too small to learn

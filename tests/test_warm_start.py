@@ -9,8 +9,10 @@ import pytest
 from optuna.trial import TrialState
 
 from nemo_rl_sweep import ledger
-from nemo_rl_sweep.driver import JobOutcome, Sweep, SweepSettings
 from nemo_rl_sweep.errors import SweepConfigError
+from nemo_rl_sweep.job import JobOutcome
+from nemo_rl_sweep.loop import Sweep
+from nemo_rl_sweep.settings import SweepSettings
 from nemo_rl_sweep.space import parse_params
 from nemo_rl_sweep.warm_start import check_enqueue, check_source, expand_recipe_entries
 from tests.helpers import run_app

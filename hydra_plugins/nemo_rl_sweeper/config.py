@@ -1,56 +1,50 @@
 """The sweeper's config schema, registered as ``hydra/sweeper: nemo_rl``.
 
-Keys carry hydra-optuna-sweeper's names where they mean the same (``direction``, ``n_trials``,
-``n_jobs``, ``storage``, ``study_name``, ``max_failure_rate``, ``params``, ``sampler``, ``seed``), so
-a sweep moves over by changing one ``override /hydra/sweeper:`` line.
+Its keys are ``nemo_rl_sweep.settings.SweepSettings``'s fields (documented there), plus what Hydra
+itself needs: ``_target_``, ``_recursive_``, the search space ``params`` and each job's
+``trial_number``. Keys carry hydra-optuna-sweeper's names where they mean the same, so a sweep moves
+over by changing one ``override /hydra/sweeper:`` line.
 """
 
-from dataclasses import dataclass, field
+import dataclasses
+import typing
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from nemo_rl_sweep.settings import HYDRA_TYPE, SweepSettings
 
-@dataclass
-class NemoRLSweeperConf:
-    _target_: str = "hydra_plugins.nemo_rl_sweeper.sweeper.NemoRLSweeper"
-    # hand `sampler`/`pruner` over as {_target_: ...} nodes, checked by nemo_rl_sweep, not as objects
-    _recursive_: bool = False
-    # grid | random | bayes | pareto | optuna
-    # null: optuna when a `sampler` node is given (hydra-optuna-sweeper files), else random
-    strategy: str | None = None
-    # keyword arguments of the strategy's sampler (e.g. stratified: true, n_startup_trials: 8)
-    strategy_options: dict[str, Any] = field(default_factory=dict)
-    # one metric name or a list; one direction per metric (minimize | maximize)
-    metric: Any = "validation/accuracy"
-    direction: Any = "maximize"
-    # total trials in the study (grid: null runs every point)
-    n_trials: int | None = 20
-    # trials per launcher batch (run at once by joblib / Slurm launchers)
-    n_jobs: int = 1
-    # null: sqlite file multirun/nemo_rl_sweep.db under the launch folder
-    storage: str | None = None
-    # null: <task>-<strategy>-<hash of space and objective>, so the same command resumes
-    study_name: str | None = None
-    # stop the sweep once more than this share of all trials so far has failed
-    max_failure_rate: float = 0.5
-    seed: int | None = None
-    # print the search space and the first trials, launch nothing
-    dry_run: bool = False
-    # strategy=optuna: {_target_: optuna.samplers.TPESampler, ...}
-    # (Any, not dict | None: OmegaConf cannot merge a command-line dict into a None-typed dict node)
-    sampler: Any = None
-    # {_target_: optuna.pruners.MedianPruner, ...} or null
-    pruner: Any = None
-    # param dicts run first (warm start)
-    enqueue: list[Any] = field(default_factory=list)
-    # seed the study with the COMPLETE trials of an earlier one: {study_name: ..., storage: ...}
-    warm_start_from: Any = None
-    # key -> Hydra sweep string; filled by the search_space config group
-    params: dict[str, Any] | None = None
-    # set by the sweeper for each job so the job can find its ledger trial; not for users
-    trial_number: int | None = None
 
+def _setting_fields() -> list[tuple[str, Any, Any]]:
+    hints = typing.get_type_hints(SweepSettings)
+    out = []
+    for f in dataclasses.fields(SweepSettings):
+        if f.default_factory is not dataclasses.MISSING:
+            default = dataclasses.field(default_factory=f.default_factory)
+        else:
+            default = dataclasses.field(default=f.default)
+        out.append((f.name, f.metadata.get(HYDRA_TYPE, hints[f.name]), default))
+    return out
+
+
+NemoRLSweeperConf = dataclasses.make_dataclass(
+    "NemoRLSweeperConf",
+    [
+        (
+            "_target_",
+            str,
+            dataclasses.field(default="hydra_plugins.nemo_rl_sweeper.sweeper.NemoRLSweeper"),
+        ),
+        # hand `sampler`/`pruner` over as {_target_: ...} nodes, checked by nemo_rl_sweep, not objects
+        ("_recursive_", bool, dataclasses.field(default=False)),
+        *_setting_fields(),
+        # key -> Hydra sweep string; filled by the search_space config group
+        ("params", dict[str, Any] | None, dataclasses.field(default=None)),
+        # set by the sweeper for each job so the job can find its ledger trial; not for users
+        ("trial_number", int | None, dataclasses.field(default=None)),
+    ],
+)
+NemoRLSweeperConf.__module__ = __name__
 
 ConfigStore.instance().store(
     group="hydra/sweeper", name="nemo_rl", node=NemoRLSweeperConf, provider="nemo_rl_sweeper"

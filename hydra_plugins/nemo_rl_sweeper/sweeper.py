@@ -1,4 +1,4 @@
-"""The ``nemo_rl`` Hydra sweeper: a thin adapter from Hydra to ``nemo_rl_sweep.driver``.
+"""The ``nemo_rl`` Hydra sweeper: a thin adapter from Hydra to ``nemo_rl_sweep.loop``.
 
 It reads the search space (config group + command line), checks every key against the trial config
 before any job starts, and hands batches of trials to whatever Hydra launcher is configured. The
@@ -17,24 +17,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.nemo_rl_sweeper import config as _config  # noqa: F401  (registers the schema)
-
-_SETTINGS = (
-    "strategy",
-    "strategy_options",
-    "metric",
-    "direction",
-    "n_trials",
-    "n_jobs",
-    "storage",
-    "study_name",
-    "max_failure_rate",
-    "seed",
-    "dry_run",
-    "sampler",
-    "pruner",
-    "enqueue",
-    "warm_start_from",
-)
+from nemo_rl_sweep.job import unwrap_return, wrap_return
+from nemo_rl_sweep.settings import SweepSettings
 
 
 class TimedTask:
@@ -48,7 +32,7 @@ class TimedTask:
         value = self.task_function(cfg)
         duration = time.monotonic() - start
         _write_job_metrics(value, duration)
-        return {"__nemo_rl_sweep_value__": value, "duration_s": duration}
+        return wrap_return(value, duration)
 
 
 def _write_job_metrics(value: Any, duration: float) -> None:
@@ -68,8 +52,47 @@ def _write_job_metrics(value: Any, duration: float) -> None:
 
 
 class NemoRLSweeper(Sweeper):
-    def __init__(self, **settings: Any) -> None:
-        self.settings = settings
+    """Its parameters are the schema's keys (``config.py``): ``SweepSettings``'s fields, the search
+    space ``params`` and each job's ``trial_number`` (read by the job, not here)."""
+
+    def __init__(
+        self,
+        strategy: str | None,
+        strategy_options: Any,
+        metric: Any,
+        direction: Any,
+        n_trials: int | None,
+        n_jobs: int,
+        storage: str | None,
+        study_name: str | None,
+        max_failure_rate: float,
+        seed: int | None,
+        dry_run: bool,
+        sampler: Any,
+        pruner: Any,
+        enqueue: Any,
+        warm_start_from: Any,
+        params: Any = None,
+        trial_number: int | None = None,
+    ) -> None:
+        self.settings = SweepSettings(
+            strategy=strategy,
+            strategy_options=_container(strategy_options),
+            metric=_container(metric),
+            direction=_container(direction),
+            n_trials=n_trials,
+            n_jobs=n_jobs,
+            storage=storage,
+            study_name=study_name,
+            max_failure_rate=max_failure_rate,
+            seed=seed,
+            dry_run=dry_run,
+            sampler=_container(sampler),
+            pruner=_container(pruner),
+            enqueue=_container(enqueue),
+            warm_start_from=_container(warm_start_from),
+        )
+        self.params = _container(params) or {}
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -98,19 +121,17 @@ class NemoRLSweeper(Sweeper):
             sys.exit(2 if isinstance(exc, SweepConfigError) else 3)
 
     def _sweep(self, arguments: list[str]) -> Any:
+        from dataclasses import replace
         from pathlib import Path
 
-        from nemo_rl_sweep.driver import Sweep, SweepSettings
+        from nemo_rl_sweep.loop import Sweep
         from nemo_rl_sweep.space import parse_overrides, parse_params
         from nemo_rl_sweep.warm_start import expand_recipe_entries
 
         assert self.config is not None
-        space = parse_params(_container(self.settings.get("params")) or {}).with_overrides(
-            parse_overrides(arguments)
-        )
-        values = {k: _container(self.settings.get(k)) for k in _SETTINGS if k in self.settings}
-        values["enqueue"] = expand_recipe_entries(values.get("enqueue"), space, self._recipe_value)
-        settings = SweepSettings(**values)
+        space = parse_params(self.params).with_overrides(parse_overrides(arguments))
+        enqueue = expand_recipe_entries(self.settings.enqueue, space, self._recipe_value)
+        settings = replace(self.settings, enqueue=enqueue)
         sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
         ledger_dir = Path(self.config.hydra.runtime.cwd) / "multirun"
         sweep = Sweep(
@@ -163,7 +184,7 @@ class NemoRLSweeper(Sweeper):
                     "is not a key of the trial config",
                     f"check the spelling, or write +{key} to add it",
                 )
-        _check_metrics(self.config, self.settings.get("metric"))
+        _check_metrics(self.config, self.settings.metric)
         assert self.hydra_context is not None
         _check_launcher(self.config)
         for overrides in first_trials:
@@ -183,25 +204,16 @@ class NemoRLSweeper(Sweeper):
 
                 with open_dict(trial_cfg):
                     trial_cfg.pop("hydra", None)
-                check_nemo_rl_trial(
-                    trial_cfg, None, self.settings.get("metric"), self.settings.get("direction")
-                )
+                check_nemo_rl_trial(trial_cfg, None, self.settings.metric, self.settings.direction)
 
     def _launch(self, jobs: Sequence[Any]) -> list[Any]:
-        from nemo_rl_sweep.driver import JobOutcome
-        from nemo_rl_sweep.space import format_value
-
-        batch = []
-        for job in jobs:
-            batch.append(
-                list(job.overrides)
-                + [
-                    f"hydra.sweeper.trial_number={job.number}",
-                    f"hydra.sweeper.storage={format_value(self._storage_url)}",
-                    f"hydra.sweeper.study_name={format_value(self._study_name)}",
-                ]
-            )
         from hydra_plugins.nemo_rl_sweeper.submitit_jobs import explain, is_submitit, launch_each
+        from nemo_rl_sweep.job import JobOutcome, job_overrides
+
+        batch = [
+            list(job.overrides) + job_overrides(job.number, self._storage_url, self._study_name)
+            for job in jobs
+        ]
 
         if is_submitit(self.launcher):
             returns = launch_each(self.launcher, batch, initial_job_idx=self.job_idx)
@@ -214,17 +226,10 @@ class NemoRLSweeper(Sweeper):
             job_dir = _job_dir(ret)
             status = getattr(getattr(ret, "status", None), "name", "COMPLETED")
             if status == "FAILED" or isinstance(raw, BaseException):
-                outcomes.append(JobOutcome(error=explain(raw), job_dir=job_dir))
-            elif isinstance(raw, dict) and "__nemo_rl_sweep_value__" in raw:
-                outcomes.append(
-                    JobOutcome(
-                        value=raw["__nemo_rl_sweep_value__"],
-                        job_dir=job_dir,
-                        duration_s=raw.get("duration_s"),
-                    )
-                )
+                outcomes.append(JobOutcome(failure=explain(raw), job_dir=job_dir))
             else:
-                outcomes.append(JobOutcome(value=raw, job_dir=job_dir))
+                value, duration_s = unwrap_return(raw)
+                outcomes.append(JobOutcome(value=value, job_dir=job_dir, duration_s=duration_s))
         return outcomes
 
 
@@ -280,7 +285,7 @@ def _container(value: Any) -> Any:
 
 def _print_dry_run(sweep: Any) -> None:
     print(f"[dry run] study {sweep.study_name!r} in {sweep.storage_url}")
-    print(f"[dry run] strategy {sweep.settings.strategy}, search space:")
+    print(f"[dry run] strategy {sweep.plan.strategy}, search space:")
     for key, text in sweep.space.describe().items():
         print(f"  {key}: {text}")
     print("[dry run] first trials it would launch (nothing was launched):")

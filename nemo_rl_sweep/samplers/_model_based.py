@@ -22,6 +22,7 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from nemo_rl_sweep import ledger
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.gp import Hyperparameters
 from nemo_rl_sweep.samplers._encoding import SpaceEncoding, modelable_space
@@ -159,7 +160,7 @@ class ModelBasedSampler(BaseSampler):
 
     @staticmethod
     def _remember(study: Study, trial: FrozenTrial, params: dict[str, Any]) -> None:
-        study._storage.set_trial_system_attr(trial._trial_id, PARAMS_ATTR, json.dumps(params))
+        ledger.set_trial_system_attr(study, trial, PARAMS_ATTR, json.dumps(params))
 
 
 def params_of(t: FrozenTrial) -> dict[str, Any]:

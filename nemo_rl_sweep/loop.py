@@ -1,0 +1,348 @@
+"""The sweep loop: ask for a batch of trials, launch it, tell the ledger what came back, repeat.
+
+It knows nothing of Hydra and names no strategy: the caller passes a ``launch`` function that runs
+a batch of trials (the Hydra plugin hands it to whatever Hydra launcher is configured), the settings
+check (``nemo_rl_sweep.settings``) builds the sampler, and the sampler's claims (``claims``) decide
+which asked trials may run. Everything a user has spent is in the ledger as soon as it exists: trials
+are recorded as they finish and the result files are rewritten after every batch, so a crash loses at
+most the trials that were running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+
+from nemo_rl_sweep import ledger
+from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims
+from nemo_rl_sweep.errors import SweepStopped
+from nemo_rl_sweep.job import JobOutcome, TrialJob
+from nemo_rl_sweep.objectives import FailureKind, Objectives, TrialFailure
+from nemo_rl_sweep.progress import ConsoleProgress
+from nemo_rl_sweep.pruning import record_pruner
+from nemo_rl_sweep.settings import SweepPlan, SweepSettings, check_settings
+from nemo_rl_sweep.space import SearchSpace, trial_overrides
+from nemo_rl_sweep.warm_start import seed_from_study
+
+Launch = Callable[[Sequence[TrialJob]], Sequence[JobOutcome]]
+
+
+@dataclass
+class SweepResult:
+    study: optuna.Study
+    storage_url: str
+    sweep_dir: Path
+    new_trials: list[int]
+
+
+class Sweep:
+    """One sweep over ``space``; ``run()`` returns when the budget is spent or the sweep must stop."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        settings: SweepSettings,
+        launch: Launch,
+        sweep_dir: str | Path,
+        *,
+        task_name: str = "sweep",
+        ledger_dir: str | Path | None = None,
+        progress: ConsoleProgress | None = None,
+    ) -> None:
+        self.space = space
+        self.settings = settings
+        self.launch = launch
+        self.sweep_dir = Path(sweep_dir)
+        self.progress = progress or ConsoleProgress()
+        self.plan: SweepPlan = check_settings(settings, space)
+        self.sampler = self.plan.sampler
+        self.claims = _claims_of(self.sampler, settings.n_trials)
+        base = Path(ledger_dir) if ledger_dir is not None else self.sweep_dir.parent
+        self.storage_url = (
+            ledger.absolute_storage_url(settings.storage, Path.cwd())
+            if settings.storage
+            else ledger.default_storage_url(base)
+        )
+        identity = {
+            "space": space.describe(),
+            "metric": list(self.objectives.names),
+            "direction": list(self.objectives.directions),
+            "strategy": self.plan.strategy,
+            "seed": settings.seed,
+        }
+        self.study_name = settings.study_name or ledger.default_study_name(
+            task_name, self.plan.strategy, identity
+        )
+        self.study: optuna.Study | None = None
+        self.new_trials: list[int] = []
+
+    @property
+    def objectives(self) -> Objectives:
+        return self.plan.objectives
+
+    # ---------------------------------------------------------------------------------- public
+
+    def preview(self, n: int = 5) -> list[list[str]]:
+        """The overrides of the first trials this sweep would launch, without touching the ledger."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # copies: Optuna samplers keep per-study state and RNG draws the real sweep must not lose
+        sampler = copy.deepcopy(self.sampler)
+        study = optuna.create_study(directions=list(self.objectives.directions), sampler=sampler)
+        claims = _claims_of(sampler, self.settings.n_trials)
+        self._enqueue_initial(study, claims)
+        total = (
+            len(self.plan.grid_points)
+            if self.plan.grid_points is not None
+            else self.settings.n_trials
+        )
+        out = []
+        for _ in range(min(n, total or n)):
+            trial = self._ask(study, claims)
+            if trial is None:
+                break
+            out.append(trial_overrides(self.space, trial.params))
+            study.tell(trial, state=TrialState.FAIL)
+        return out
+
+    def open(self) -> optuna.Study:
+        """Open (or create) the study, refusing a storage or a study that does not fit this sweep."""
+        if self.study is None:
+            self.study = ledger.open_study(
+                ledger.open_storage(self.storage_url),
+                self.study_name,
+                self.objectives.directions,
+                self.objectives.names,
+                sampler=self.sampler,
+                pruner=self.plan.pruner,
+            )
+        return self.study
+
+    def run(self) -> SweepResult:
+        study = self.open()
+        study.set_user_attr(ledger.STUDY_ATTR_STRATEGY, self.plan.strategy)
+        study.set_user_attr(ledger.STUDY_ATTR_SPACE, self.space.describe())
+        record_pruner(study, self.settings.pruner)  # the jobs rebuild it from the ledger
+        if self.plan.warm_start is not None:
+            seed_from_study(
+                study,
+                self.plan.warm_start,
+                self.space,
+                own_storage_url=self.storage_url,
+                message=self.progress.message,
+            )
+        stale = ledger.fail_stale_trials(study)
+        if stale:
+            self.progress.message(
+                f"{len(stale)} trial(s) of a sweeper that stopped were marked failed: "
+                + ", ".join(str(t.number) for t in stale)
+            )
+        done = [t for t in study.get_trials(deepcopy=False) if t.state in ledger.FINISHED]
+        if done:
+            self.progress.message(
+                f"resuming study {self.study_name!r}: {len(done)} finished trial(s) kept"
+            )
+        self._enqueue_initial(study, self.claims)
+        self.progress.message(f"strategy {self.plan.strategy}, ledger {self.storage_url}")
+        self.progress.sweep_started(study, self.settings.n_trials)
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with sigterm_as_interrupt():
+                while (batch_size := self.claims.room(study, self.settings.n_jobs)) > 0:
+                    trials = []
+                    for _ in range(batch_size):
+                        trial = self._ask(study, self.claims)
+                        if trial is None:
+                            break
+                        trials.append(trial)
+                    if not trials:
+                        break
+                    self._run_batch(study, trials)
+                    self._write_results(study)
+                    self._check_failures(study)
+        finally:
+            self._write_results(study)
+            self.progress.sweep_finished(study)
+        return SweepResult(study, self.storage_url, self.sweep_dir, list(self.new_trials))
+
+    # --------------------------------------------------------------------------------- helpers
+
+    def _enqueue_initial(self, study: optuna.Study, claims: Claims) -> None:
+        for params in self.plan.enqueue:
+            study.enqueue_trial(dict(params), skip_if_exists=True)
+        claims.prepare(study)
+
+    def _ask(self, study: optuna.Study, claims: Claims) -> optuna.Trial | None:
+        """A new trial with every parameter sampled, or None when the claims allow no more."""
+        while claims.room(study, 1) > 0:
+            trial = study.ask()
+            claim = claims.accept(study, trial)
+            if claim is Claim.RETRY:
+                continue
+            if claim is Claim.STOP:
+                return None
+            for name, dist in self.space.distributions.items():
+                suggest(trial, name, dist)
+            trial.set_user_attr(ledger.ATTR_OWNER, ledger.owner_tag())
+            trial.set_user_attr(ledger.ATTR_OVERRIDES, trial_overrides(self.space, trial.params))
+            return trial
+        return None
+
+    def _run_batch(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
+        jobs = [TrialJob(t.number, trial_overrides(self.space, t.params)) for t in trials]
+        for job in jobs:
+            self.progress.trial_started(job.number, job.overrides)
+        try:
+            outcomes = list(self.launch(jobs))
+        except KeyboardInterrupt:
+            for trial in trials:
+                ledger.mark_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
+            raise SweepStopped(
+                "interrupted: finished trials are in the ledger; run the same command to resume "
+                f"(study {self.study_name!r} in {self.storage_url})"
+            ) from None
+        if len(outcomes) != len(trials):
+            raise RuntimeError(
+                f"the launcher returned {len(outcomes)} results for {len(trials)} jobs"
+            )
+        for trial, outcome in zip(trials, outcomes):
+            self._record(study, trial, outcome)
+
+    def _record(self, study: optuna.Study, trial: optuna.Trial, outcome: JobOutcome) -> None:
+        self.new_trials.append(trial.number)
+        if outcome.job_dir:
+            trial.set_user_attr(ledger.ATTR_JOB_DIR, str(outcome.job_dir))
+        if outcome.duration_s is not None:
+            trial.set_user_attr(ledger.ATTR_DURATION, float(outcome.duration_s))
+        try:
+            values, metrics = judge(self.objectives, outcome)
+        except TrialFailure as failure:
+            if failure.kind is FailureKind.PRUNED:
+                frozen = study.tell(trial, state=TrialState.PRUNED)
+            else:
+                trial.set_user_attr(ledger.ATTR_FAIL_REASON, str(failure))
+                trial.set_user_attr(ledger.ATTR_FAIL_KIND, failure.kind.value)
+                frozen = study.tell(trial, state=TrialState.FAIL)
+        else:
+            trial.set_user_attr(ledger.ATTR_METRICS, metrics)
+            frozen = study.tell(trial, values)
+        self.progress.trial_finished(study, frozen)
+
+    def _check_failures(self, study: optuna.Study) -> None:
+        """Stop when every trial of this run missed the objective, or too many trials failed."""
+        finished = [
+            t
+            for t in study.get_trials(deepcopy=False, states=ledger.FINISHED)
+            if ledger.counts_toward_budget(t)
+        ]
+        failed = [t for t in finished if t.state == TrialState.FAIL]
+        if not failed:
+            return
+        new = set(self.new_trials)
+        mine = [t for t in finished if t.number in new]
+        missing = [
+            t
+            for t in mine
+            if t.user_attrs.get(ledger.ATTR_FAIL_KIND) == FailureKind.MISSING_METRIC.value
+        ]
+        if mine and len(missing) == len(mine):
+            raise SweepStopped(
+                f"stopped: no trial reported the objective; {missing[-1].user_attrs[ledger.ATTR_FAIL_REASON]}. "
+                "Fix: set hydra.sweeper.metric to a metric the job reports"
+            )
+        rate = len(failed) / len(finished)
+        if rate > self.settings.max_failure_rate:
+            last = failed[-1]
+            raise SweepStopped(
+                f"stopped: {len(failed)} of {len(finished)} trials failed ({rate:.0%}), more than "
+                f"max_failure_rate={self.settings.max_failure_rate}; last failure (trial "
+                f"{last.number}): {last.user_attrs.get(ledger.ATTR_FAIL_REASON, 'unknown')}"
+            )
+
+    def _write_results(self, study: optuna.Study) -> None:
+        from nemo_rl_sweep.results import write_results
+
+        write_results(study, self.sweep_dir, self.storage_url)
+
+
+def _claims_of(sampler: optuna.samplers.BaseSampler, n_trials: int | None) -> Claims:
+    """The sampler's own claims if it has them, else at most ``n_trials`` trials."""
+    own = getattr(sampler, "claims", None)
+    if own is not None:
+        return own(n_trials)
+    assert n_trials is not None  # check_settings refuses a null n_trials for such strategies
+    return BudgetClaims(n_trials)
+
+
+def judge(objectives: Objectives, outcome: JobOutcome) -> tuple[list[float], dict[str, float]]:
+    """The objective values and metrics of one job; ``TrialFailure`` (with its kind) if none."""
+    failure = outcome.failure
+    if failure is not None:
+        if is_pruned(failure):
+            raise TrialFailure(FailureKind.PRUNED, describe_error(failure))
+        raise TrialFailure(FailureKind.ERROR, describe_error(failure))
+    return objectives.read(outcome.value)
+
+
+def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    """``trial.suggest_*`` for any distribution, through Optuna's public API."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    raise TypeError(f"unsupported distribution {dist!r}")
+
+
+def is_pruned(error: BaseException | str) -> bool:
+    """A job stopped by the pruner; the exception may arrive pickled or only as text."""
+    if isinstance(error, optuna.TrialPruned):
+        return True
+    return type(error).__name__ == "TrialPruned" or (
+        isinstance(error, str) and "TrialPruned" in error.splitlines()[0] if error else False
+    )
+
+
+def describe_error(error: BaseException | str) -> str:
+    if isinstance(error, str):
+        return error.strip() or "the job failed"
+    text = str(error).strip()
+    if not text and error.__cause__ is not None:
+        text = str(error.__cause__).strip()
+    head = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    tb = "".join(traceback.format_tb(error.__traceback__)[-1:]).strip()
+    return head if not tb else f"{head} [{tb.splitlines()[0].strip()}]"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (scancel of the sweeper's own job, a shutdown) stops the sweep as Ctrl-C does."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

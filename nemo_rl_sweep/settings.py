@@ -1,0 +1,159 @@
+"""The sweeper's keys (``hydra.sweeper.*``), defined once, and the one check that reads them.
+
+``SweepSettings`` is the field list: the Hydra schema (``hydra_plugins.nemo_rl_sweeper.config``) and
+the plugin's ``__init__`` are derived from it, so a key is added in one place. ``check_settings``
+refuses every bad key before the ledger is touched or a job starts, and returns a ``SweepPlan``: what
+the sweep needs, with defaults resolved, leaving the settings as the user wrote them.
+
+Hydra imports the schema at start-up, so this module imports nothing heavy at the top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nemo_rl_sweep.errors import SweepConfigError
+
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
+    from optuna.samplers import BaseSampler
+
+    from nemo_rl_sweep.objectives import Objectives
+    from nemo_rl_sweep.space import SearchSpace
+    from nemo_rl_sweep.warm_start import WarmStartSource
+
+# OmegaConf types a node by its annotation and knows no unions of containers; a key whose value may
+# be a string or a list, or a dict or null, is typed Any in the Hydra schema (and a dict typed
+# ``dict | None`` could not take a command-line dict merged into its None default).
+HYDRA_TYPE = "hydra_type"
+
+
+def _any(default: Any = None) -> Any:
+    return field(default=default, metadata={HYDRA_TYPE: Any})
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """The sweeper's keys, named as in hydra-optuna-sweeper where they mean the same."""
+
+    # grid | random | bayes | pareto | optuna
+    # null: optuna when a `sampler` node is given (hydra-optuna-sweeper files), else random
+    strategy: str | None = None
+    # keyword arguments of the strategy's sampler (e.g. stratified: true, n_startup_trials: 8)
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    # one metric name or a list; one direction per metric (minimize | maximize)
+    metric: str | list[str] = _any("validation/accuracy")
+    direction: str | list[str] = _any("maximize")
+    # total trials in the study (grid: null runs every point)
+    n_trials: int | None = 20
+    # trials per launcher batch (run at once by joblib / Slurm launchers)
+    n_jobs: int = 1
+    # null: sqlite file multirun/nemo_rl_sweep.db under the launch folder
+    storage: str | None = None
+    # null: <task>-<strategy>-<hash of space and objective>, so the same command resumes
+    study_name: str | None = None
+    # stop the sweep once more than this share of all trials so far has failed
+    max_failure_rate: float = 0.5
+    seed: int | None = None
+    # print the search space and the first trials, launch nothing
+    dry_run: bool = False
+    # strategy=optuna: {_target_: optuna.samplers.TPESampler, ...}
+    sampler: dict[str, Any] | None = _any()
+    # {_target_: optuna.pruners.MedianPruner, ...} or null
+    pruner: dict[str, Any] | None = _any()
+    # param dicts (or "recipe") run first (warm start)
+    enqueue: list[Any] = field(default_factory=list)
+    # seed the study with the COMPLETE trials of an earlier one: {study_name: ..., storage: ...}
+    warm_start_from: dict[str, Any] | None = _any()
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep runs with, every default resolved: the result of ``check_settings``."""
+
+    strategy: str
+    objectives: Objectives
+    sampler: BaseSampler
+    pruner: BasePruner | None
+    enqueue: list[dict[str, Any]]
+    grid_points: list[dict[str, Any]] | None
+    warm_start: WarmStartSource | None
+
+
+def resolved_strategy(settings: SweepSettings) -> str:
+    """The strategy to run; a hydra-optuna-sweeper file names a sampler, not a strategy."""
+    if settings.strategy is not None:
+        return settings.strategy
+    return "optuna" if settings.sampler else "random"
+
+
+def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
+    """Every sweeper key checked, before the ledger is touched or a job starts; mutates nothing."""
+    from nemo_rl_sweep.objectives import Objectives
+    from nemo_rl_sweep.pruning import check_pruner
+    from nemo_rl_sweep.samplers import strategy_rules
+    from nemo_rl_sweep.warm_start import check_enqueue, check_source
+
+    objectives = Objectives.from_settings(settings.metric, settings.direction)
+    strategy = resolved_strategy(settings)
+    rules = strategy_rules(strategy)
+    n_objectives = len(objectives.names)
+    rules.check(n_objectives, settings.strategy_options, optuna_sampler=settings.sampler)
+    if settings.sampler and strategy != "optuna":
+        raise SweepConfigError(
+            "hydra.sweeper.sampler",
+            f"is used by strategy optuna only, the strategy is {strategy}",
+            "set hydra.sweeper.strategy=optuna, or remove hydra.sweeper.sampler",
+        )
+    n = settings.n_trials
+    if strategy != "grid" and n is None:
+        raise SweepConfigError(
+            "hydra.sweeper.n_trials", "is null", "set hydra.sweeper.n_trials to a positive number"
+        )
+    _check_positive_int("n_trials", n, "e.g. n_trials=20", allow_none=True)
+    _check_positive_int("n_jobs", settings.n_jobs, "e.g. n_jobs=2")
+    rate = settings.max_failure_rate
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise SweepConfigError(
+            "hydra.sweeper.max_failure_rate",
+            f"must be a number in [0, 1], got {rate!r}",
+            "e.g. max_failure_rate=0.5",
+        )
+    if settings.seed is not None and (
+        isinstance(settings.seed, bool) or not isinstance(settings.seed, int)
+    ):
+        raise SweepConfigError(
+            "hydra.sweeper.seed",
+            f"must be an integer or null, got {settings.seed!r}",
+            "e.g. seed=0",
+        )
+    if not space.params and not settings.enqueue:
+        raise SweepConfigError(
+            "hydra.sweeper.params",
+            "the search space is empty: nothing is swept",
+            "pick a search space (search_space=grpo) or sweep a key, e.g. "
+            "'policy.optimizer.kwargs.lr=tag(log, interval(1e-4, 1e-2))'",
+        )
+    enqueue = check_enqueue(settings.enqueue, space, n)
+    warm_start = check_source(settings.warm_start_from)
+    grid_points = list(space.grid())[:n] if strategy == "grid" else None
+    sampler = rules.make(
+        space.distributions,
+        seed=settings.seed,
+        options=settings.strategy_options,
+        n_objectives=n_objectives,
+        optuna_sampler=settings.sampler,
+        grid_points=grid_points,
+    )
+    pruner = check_pruner(settings.pruner, objectives.names)
+    return SweepPlan(strategy, objectives, sampler, pruner, enqueue, grid_points, warm_start)
+
+
+def _check_positive_int(key: str, value: Any, example: str, *, allow_none: bool = False) -> None:
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SweepConfigError(
+            f"hydra.sweeper.{key}", f"must be a positive integer, got {value!r}", example
+        )
