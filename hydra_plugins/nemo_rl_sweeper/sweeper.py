@@ -148,7 +148,7 @@ class NemoRLSweeper(Sweeper):
         sweep.open()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        self._storage_url, self._study_name = sweep.storage_url, sweep.study_name
+        self._ledger_url, self._study_name = sweep.storage_url, sweep.study_name
         result = sweep.run()
         from nemo_rl_sweep.plots import write_plots
         from nemo_rl_sweep.summary import print_summary
@@ -211,7 +211,7 @@ class NemoRLSweeper(Sweeper):
         from nemo_rl_sweep.job import JobOutcome, job_overrides
 
         batch = [
-            list(job.overrides) + job_overrides(job.number, self._storage_url, self._study_name)
+            list(job.overrides) + job_overrides(job.number, self._ledger_url, self._study_name)
             for job in jobs
         ]
 

@@ -1,0 +1,190 @@
+"""The loop driven by a plain Python launch function: no Hydra, a real SQLite ledger in tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nemo_rl_sweep import ledger
+from nemo_rl_sweep.claims import BudgetClaims, Claim
+from nemo_rl_sweep.errors import SweepStopped
+from nemo_rl_sweep.job import JobOutcome
+from nemo_rl_sweep.loop import Sweep
+from nemo_rl_sweep.objectives import FailureKind
+from nemo_rl_sweep.samplers.grid import GridSampler
+from nemo_rl_sweep.settings import SweepSettings
+from nemo_rl_sweep.space import parse_params
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def make_sweep(tmp_path: Path, outcome, space: dict | None = None, **settings) -> Sweep:
+    """A sweep whose launch function answers each job with ``outcome(job)``."""
+    launched: list[int] = []
+
+    def launch(jobs):
+        launched.extend(job.number for job in jobs)
+        return [outcome(job) for job in jobs]
+
+    values = {"metric": "score", "seed": 0, "n_trials": 4, **settings}
+    sweep = Sweep(
+        parse_params(space or {"x": "interval(0.0, 1.0)"}),
+        SweepSettings(**values),
+        launch,
+        tmp_path / "sweep",
+        task_name="loop",
+        ledger_dir=tmp_path,
+    )
+    sweep.launched = launched  # type: ignore[attr-defined]
+    return sweep
+
+
+def test_each_outcome_is_recorded_with_its_state_and_typed_reason(tmp_path):
+    answers = {
+        0: JobOutcome(value={"score": 0.5, "loss": 1.0}, job_dir="/jobs/0", duration_s=2.0),
+        1: JobOutcome(failure=RuntimeError("out of memory")),
+        2: JobOutcome(failure=optuna.TrialPruned("pruned at step 3")),
+        3: JobOutcome(value={"loss": 1.0}),
+        4: JobOutcome(value={"score": float("nan")}),
+        5: JobOutcome(value="text"),
+    }
+    sweep = make_sweep(tmp_path, lambda job: answers[job.number], n_trials=6, max_failure_rate=1)
+    result = sweep.run()
+    trials = result.study.trials
+    assert result.new_trials == list(range(6))
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.PRUNED,
+        TrialState.FAIL,
+        TrialState.FAIL,
+        TrialState.FAIL,
+    ]
+    done = trials[0]
+    assert done.value == 0.5
+    assert done.user_attrs[ledger.ATTR_METRICS] == {"score": 0.5, "loss": 1.0}
+    assert done.user_attrs[ledger.ATTR_JOB_DIR] == "/jobs/0"
+    assert done.user_attrs[ledger.ATTR_DURATION] == 2.0
+    assert ledger.ATTR_FAIL_KIND not in done.user_attrs
+    assert ledger.ATTR_FAIL_KIND not in trials[2].user_attrs
+    kinds = {t.number: t.user_attrs.get(ledger.ATTR_FAIL_KIND) for t in trials}
+    assert kinds == {
+        0: None,
+        1: FailureKind.ERROR,
+        2: None,
+        3: FailureKind.MISSING_METRIC,
+        4: FailureKind.NOT_FINITE,
+        5: FailureKind.NOT_METRICS,
+    }
+    assert trials[1].user_attrs[ledger.ATTR_FAIL_REASON].startswith("RuntimeError: out of memory")
+    assert "did not report metric 'score'" in trials[3].user_attrs[ledger.ATTR_FAIL_REASON]
+
+
+def test_too_many_failures_stop_the_sweep(tmp_path):
+    sweep = make_sweep(tmp_path, lambda job: JobOutcome(failure="CUDA error"), n_trials=10)
+    with pytest.raises(SweepStopped) as err:
+        sweep.run()
+    assert str(err.value).startswith("stopped: 1 of 1 trials failed (100%)")
+    assert "last failure (trial 0): CUDA error" in str(err.value)
+    assert sweep.launched == [0]
+
+
+def test_a_run_where_no_trial_reports_the_objective_stops(tmp_path):
+    sweep = make_sweep(
+        tmp_path, lambda job: JobOutcome(value={"loss": 1.0}), n_trials=10, max_failure_rate=1
+    )
+    with pytest.raises(SweepStopped, match="no trial reported the objective"):
+        sweep.run()
+    assert sweep.launched == [0]
+
+
+def test_the_budget_is_n_trials_in_batches_of_n_jobs(tmp_path):
+    sweep = make_sweep(tmp_path, lambda job: JobOutcome(value=1.0), n_trials=5, n_jobs=2)
+    batches: list[int] = []
+    launch = sweep.launch
+    sweep.launch = lambda jobs: (batches.append(len(jobs)), launch(jobs))[1]
+    study = sweep.run().study
+    assert batches == [2, 2, 1]
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5
+
+
+def test_a_second_sweeper_shares_the_budget(tmp_path):
+    """Sweeper B runs inside A's first batch; A then finds the budget spent."""
+    score = lambda job: JobOutcome(value=1.0)  # noqa: E731
+    other = make_sweep(tmp_path, score, n_trials=3)
+
+    def first_launch(job):
+        if not other.launched:
+            other.run()
+        return score(job)
+
+    sweep = make_sweep(tmp_path, first_launch, n_trials=3)
+    assert sweep.study_name == other.study_name
+    study = sweep.run().study
+    assert sweep.launched == [0] and other.launched == [1, 2]
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+
+
+def test_a_trial_past_n_trials_is_closed_as_surplus(tmp_path):
+    sweep = make_sweep(tmp_path, lambda job: JobOutcome(value=1.0), n_trials=2)
+    study = sweep.open()
+    claims = BudgetClaims(2)
+    first, second = study.ask(), study.ask()  # another sweeper's two trials, still running
+    assert claims.room(study, 4) == 0
+    late = study.ask()
+    assert claims.accept(study, late) is Claim.STOP
+    frozen = study.trials[late.number]
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs[ledger.ATTR_STALE]
+    assert "n_trials were already used up" in frozen.user_attrs[ledger.ATTR_FAIL_REASON]
+    assert claims.accept(study, first) is Claim.ACCEPT
+    ledger.mark_stale(study, second, "its sweeper died")  # a stale trial frees its place
+    assert claims.room(study, 4) == 1
+
+
+def test_grid_points_run_once_and_a_doubly_enqueued_point_is_surplus(tmp_path):
+    sweep = make_sweep(
+        tmp_path,
+        lambda job: JobOutcome(value=float(job.overrides[0].split("=")[1])),
+        space={"x": "choice(1, 2, 3)"},
+        strategy="grid",
+        n_trials=None,
+        n_jobs=2,
+    )
+    study = sweep.open()
+    study.enqueue_trial({"x": 1})  # two sweepers enqueued the same point at once
+    study.enqueue_trial({"x": 1})
+    study = sweep.run().study
+    real = [t for t in study.trials if not t.user_attrs.get(ledger.ATTR_STALE)]
+    assert sorted(t.params["x"] for t in real) == [1, 2, 3]
+    (surplus,) = [t for t in study.trials if t.user_attrs.get(ledger.ATTR_STALE)]
+    assert (
+        "another sweeper holds the same grid point" in surplus.user_attrs[ledger.ATTR_FAIL_REASON]
+    )
+    assert len(sweep.launched) == 3
+
+
+def test_grid_claims_stop_when_no_point_is_left(tmp_path):
+    space = parse_params({"x": "choice(1, 2)"})
+    sampler = GridSampler(space.distributions, [{"x": 1}, {"x": 2}])
+    study = optuna.create_study(sampler=sampler)
+    claims = sampler.claims(None)
+    claims.prepare(study)
+    assert claims.room(study, 5) == 2
+    for _ in range(2):
+        trial = study.ask()
+        assert claims.accept(study, trial) is Claim.ACCEPT
+        study.tell(trial, 1.0)
+    assert claims.room(study, 5) == 0
+    extra = optuna.create_study().ask()  # a trial with no grid point (plain ask)
+    assert claims.accept(extra.study, extra) is Claim.STOP
+
+
+def test_preview_touches_no_ledger(tmp_path):
+    sweep = make_sweep(tmp_path, lambda job: JobOutcome(value=1.0), enqueue=[{"x": 0.25}])
+    previewed = sweep.preview(3)
+    assert previewed[0] == ["x=0.25"] and len(previewed) == 3
+    assert not (tmp_path / ledger.DEFAULT_LEDGER_FILE).exists()
+    assert sweep.run().study.trials[0].params == {"x": 0.25}
