@@ -29,9 +29,9 @@ from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
 from nemo_rl_sweep.objectives import Objectives, TrialFailure
 from nemo_rl_sweep.progress import ConsoleProgress
 from nemo_rl_sweep.pruning import check_pruner, record_pruner
+from nemo_rl_sweep.samplers import strategy_rules
 from nemo_rl_sweep.samplers.grid import GridSampler
 from nemo_rl_sweep.space import SearchSpace, trial_overrides
-from nemo_rl_sweep.strategies import check_strategy, make_sampler
 from nemo_rl_sweep.warm_start import check_warm_start, seed_sweep
 
 
@@ -91,13 +91,9 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> Objectives:
     objectives = Objectives.from_settings(settings.metric, settings.direction)
     if settings.strategy is None:  # a hydra-optuna-sweeper file names a sampler, not a strategy
         settings.strategy = "optuna" if settings.sampler else "random"
-    check_strategy(settings.strategy, len(objectives.names))
-    if settings.sampler and settings.strategy != "optuna":
-        raise SweepConfigError(
-            "hydra.sweeper.sampler",
-            f"is used by strategy optuna only, the strategy is {settings.strategy}",
-            "set hydra.sweeper.strategy=optuna, or remove hydra.sweeper.sampler",
-        )
+    strategy_rules(settings.strategy).check(
+        len(objectives.names), settings.strategy_options or {}, optuna_sampler=settings.sampler
+    )
     n = settings.n_trials
     if settings.strategy != "grid" and n is None:
         raise SweepConfigError(
@@ -162,26 +158,14 @@ class Sweep:
         self.grid_points = list(space.grid()) if settings.strategy == "grid" else None
         if self.grid_points is not None and settings.n_trials is not None:
             self.grid_points = self.grid_points[: settings.n_trials]
-        self.sampler = make_sampler(
-            settings.strategy,
+        self.sampler = strategy_rules(settings.strategy).make(
             self.distributions,
             seed=settings.seed,
-            options=settings.strategy_options,
+            options=settings.strategy_options or {},
+            n_objectives=len(self.objectives.names),
             optuna_sampler=settings.sampler,
             grid_points=self.grid_points,
         )
-        if settings.strategy == "pareto":  # a reference point must have one value per metric
-            from nemo_rl_sweep.samplers.pareto import validate_pareto_options
-
-            opts = settings.strategy_options
-            validate_pareto_options(
-                len(self.objectives.names),
-                **{
-                    k: opts[k]
-                    for k in ("reference_point", "method", "n_startup_trials")
-                    if k in opts
-                },
-            )
         self.pruner = check_pruner(settings.pruner, self.objectives.names)
         base = Path(ledger_dir) if ledger_dir is not None else self.sweep_dir.parent
         self.storage_url = (

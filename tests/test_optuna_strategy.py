@@ -20,8 +20,8 @@ from optuna.trial import TrialState
 from nemo_rl_sweep import ledger
 from nemo_rl_sweep.driver import JobOutcome, Sweep, SweepSettings
 from nemo_rl_sweep.errors import SweepConfigError
+from nemo_rl_sweep.samplers import strategy_rules
 from nemo_rl_sweep.space import parse_params
-from nemo_rl_sweep.strategies import make_sampler
 from tests.helpers import run_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,6 +140,17 @@ def test_any_optuna_sampler_by_target_with_its_arguments(tmp_path, sampler):
 
 def test_sampler_arguments_reach_the_sampler_and_seed_is_passed_on():
     space = parse_params({"x": "interval(0.0, 1.0)"}).distributions
+
+    def make_sampler(strategy, space, *, seed, optuna_sampler):
+        return strategy_rules(strategy).make(
+            space,
+            seed=seed,
+            options={},
+            n_objectives=1,
+            optuna_sampler=optuna_sampler,
+            grid_points=None,
+        )
+
     tpe = make_sampler(
         "optuna",
         space,

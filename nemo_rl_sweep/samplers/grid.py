@@ -8,14 +8,17 @@ picks the first point no trial holds yet.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.samplers.base import SpaceSampler
+from nemo_rl_sweep.samplers.rules import OPTIONS_KEY, StrategyRules
 
 # A failed trial holds its point too (grid never retries a finished point), except one that failed
 # only because the sweeper running it died: that point is run again.
@@ -62,3 +65,30 @@ def holds_point(trial: FrozenTrial) -> bool:
 
 def _key(params: dict[str, Any]) -> tuple:
     return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+class _GridRules(StrategyRules):
+    """Grid runs the points of the search space; there is nothing to tune."""
+
+    def check_option_names(self, options: Mapping[str, Any]) -> None:
+        if options:
+            raise SweepConfigError(
+                OPTIONS_KEY,
+                f"strategy grid takes no options, got {sorted(options)}",
+                "remove them",
+            )
+
+    def make(
+        self,
+        search_space: dict[str, BaseDistribution],
+        *,
+        seed: int | None,
+        options: Mapping[str, Any],
+        n_objectives: int,
+        optuna_sampler: Mapping[str, Any] | None,
+        grid_points: list[dict[str, Any]] | None,
+    ) -> BaseSampler:
+        return GridSampler(search_space, grid_points or [], seed=seed)
+
+
+RULES = _GridRules("grid", GridSampler)

@@ -5,7 +5,7 @@ trade-offs. Each trial is expensive, so the default method is model-based:
 
 * ``method="ehvi"`` (default): one Gaussian process per objective (``nemo_rl_sweep.gp``) and the
   *exact* expected hypervolume improvement over the current front, in log space
-  (:mod:`nemo_rl_sweep.pareto.acquisition`), maximised by Sobol candidates, perturbations of the
+  (:class:`nemo_rl_sweep.gp.acquisition.LogEHVI`), maximised by Sobol candidates, perturbations of the
   Pareto-optimal points and batched L-BFGS-B (``nemo_rl_sweep.gp.optimize_acquisition``).
 * ``method="parego"``: ParEGO (Knowles 2006): each suggestion draws a random weight vector, turns the
   normalised objectives into one augmented-Chebyshev score and maximises log-EI of a GP on it.
@@ -26,7 +26,7 @@ Shared behaviour (as ``BayesSampler``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,21 +37,50 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.gp import fit_gp, log_ei, optimize_acquisition
+from nemo_rl_sweep.gp import GPModel, fit_gp, log_ei, optimize_acquisition
+from nemo_rl_sweep.gp.acquisition import LogEHVI
+from nemo_rl_sweep.gp.search_space import SpaceEncoding
 from nemo_rl_sweep.gp.threads import single_thread
-from nemo_rl_sweep.pareto.acquisition import LogEHVI
 from nemo_rl_sweep.pareto.front import pareto_front_mask, to_minimization
-from nemo_rl_sweep.pareto.hypervolume import validate_reference_point
-from nemo_rl_sweep.samplers._encoding import SpaceEncoding
-from nemo_rl_sweep.samplers._model_based import (
-    OPTIONS_KEY,
-    ModelBasedSampler,
-    check_startup_trials,
-    first_new,
-)
+from nemo_rl_sweep.samplers.bayes import propose
+from nemo_rl_sweep.samplers.model_based import ModelBasedSampler, check_startup_trials, first_new
+from nemo_rl_sweep.samplers.rules import OPTIONS_KEY, StrategyRules
 
 METHODS = ("ehvi", "parego", "nsga2")
-_OPT_KEY = OPTIONS_KEY
+REFERENCE_POINT_KEY = f"{OPTIONS_KEY}.reference_point"
+
+
+def check_objectives(n_objectives: int) -> None:
+    if n_objectives < 2:
+        raise SweepConfigError(
+            "hydra.sweeper.metric",
+            f"strategy pareto needs 2 or more objectives, got {n_objectives}",
+            "list several metrics, e.g. metric=[validation/accuracy,timing/train/total_step_time] "
+            "with one direction each, or use strategy=bayes for one objective",
+        )
+
+
+def validate_reference_point(
+    reference_point: Any, n_objectives: int, key: str = REFERENCE_POINT_KEY
+) -> np.ndarray:
+    """Return the reference point as a float array, or raise ``SweepConfigError`` naming ``key``."""
+    try:
+        ref = np.asarray(reference_point, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise SweepConfigError(
+            key,
+            f"reference point {reference_point!r} is not a list of numbers",
+            "write e.g. [0, 10]",
+        ) from exc
+    if ref.size != n_objectives:
+        raise SweepConfigError(
+            key,
+            f"reference point has {ref.size} values but there are {n_objectives} objectives",
+            f"give exactly {n_objectives} numbers, one per metric, in metric order",
+        )
+    if not np.all(np.isfinite(ref)):
+        raise SweepConfigError(key, "reference point has a NaN or inf", "use finite numbers")
+    return ref
 
 
 def validate_pareto_options(
@@ -61,31 +90,27 @@ def validate_pareto_options(
     method: str = "ehvi",
     n_startup_trials: Any = 10,
 ) -> np.ndarray | None:
-    """Refuse bad pareto settings with one ``SweepConfigError`` line; the sweeper can call this
-    before any job starts (``n_objectives`` = number of metrics; ``None`` skips those checks).
+    """Refuse bad pareto settings with one ``SweepConfigError`` line (``n_objectives`` = number of
+    metrics; ``None`` skips the checks that need it).
 
     Returns the reference point as an array (or None)."""
     if method not in METHODS:
         raise SweepConfigError(
-            f"{_OPT_KEY}.method",
+            f"{OPTIONS_KEY}.method",
             f"unknown method {method!r}",
             f"use one of {', '.join(METHODS)} (default ehvi)",
         )
     check_startup_trials(n_startup_trials)
-    if n_objectives is None:
+    if reference_point is not None and n_objectives is None:
+        # its length is checked against the study on the first ask
+        n_objectives = int(np.size(reference_point))
+    elif n_objectives is None:
         return None
-    if n_objectives < 2:
-        raise SweepConfigError(
-            "hydra.sweeper.metric",
-            f"strategy pareto needs 2 or more objectives, got {n_objectives}",
-            "list several metrics, e.g. metric=[validation/accuracy,timing/train/total_step_time] "
-            "with one direction each, or use strategy=bayes for one objective",
-        )
+    else:
+        check_objectives(n_objectives)
     if reference_point is None:
         return None
-    return validate_reference_point(
-        reference_point, n_objectives, key=f"{_OPT_KEY}.reference_point"
-    )
+    return validate_reference_point(reference_point, n_objectives)
 
 
 class ParetoSampler(ModelBasedSampler):
@@ -117,14 +142,9 @@ class ParetoSampler(ModelBasedSampler):
         n_restarts: int = 8,
         population_size: int = 50,
     ) -> None:
-        validate_pareto_options(
+        ref = validate_pareto_options(
             None, reference_point=reference_point, method=method, n_startup_trials=n_startup_trials
         )
-        ref = None
-        if reference_point is not None:  # its length is checked against the study on first ask
-            ref = validate_reference_point(
-                reference_point, int(np.size(reference_point)), key=f"{_OPT_KEY}.reference_point"
-            )
         super().__init__(search_space, seed=seed, n_startup_trials=n_startup_trials)
         self._weights_seed = int(self._rng.randint(2**31 - 1))
         self.method = method
@@ -218,7 +238,7 @@ class ParetoSampler(ModelBasedSampler):
             super().after_trial(study, trial, state, values)
 
     # -- proposals ----------------------------------------------------------------------------------
-    def _fit(self, space: SpaceEncoding, X: np.ndarray, y: np.ndarray, tag: int) -> Any:
+    def _fit(self, space: SpaceEncoding, X: np.ndarray, y: np.ndarray, tag: int) -> GPModel:
         key = (tuple(space.names), space.dim, tag)
         warm = self._hyper_cache.get(key)
         model = fit_gp(
@@ -303,23 +323,19 @@ class ParetoSampler(ModelBasedSampler):
         Yn, _, _ = _unit_range(Y)
         # augmented Chebyshev scalarisation (to be minimised); the model maximises its negative
         score = -(np.max(w * Yn, axis=1) + 0.05 * np.sum(w * Yn, axis=1))
-        with single_thread():
-            model = self._fit(space, X, score, -1)
-            best = float(model.to_standard(np.max(score)))
-            cond = model
-            if X_run is not None and len(X_run):
-                mean_run, _ = model.posterior(X_run)
-                cond = model.condition_on(X_run, np.minimum(mean_run, np.max(score)))
-            rows, _ = optimize_acquisition(
-                lambda Xq: log_ei(*cond.posterior_standard(Xq), best),
-                space,
-                self._rng,
-                n_candidates=self.n_candidates,
-                n_restarts=self.n_restarts,
-                seeds=X[np.argsort(-score, kind="stable")[:5]],
-                lengthscales=model.lengthscales,
-            )
-        return first_new(rows, space, seen, bad, self._rng)
+        return propose(
+            space,
+            X,
+            score,
+            X_run,
+            seen,
+            bad,
+            self._rng,
+            fit=lambda X, y: self._fit(space, X, y, -1),
+            acquisition=lambda model, best: lambda Xq: log_ei(*model.posterior_standard(Xq), best),
+            n_candidates=self.n_candidates,
+            n_restarts=self.n_restarts,
+        )
 
 
 def _unit_range(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -330,4 +346,27 @@ def _unit_range(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (Y - lo) / span, lo, span
 
 
-__all__ = ["METHODS", "ParetoSampler", "validate_pareto_options"]
+class _ParetoRules(StrategyRules):
+    def check_objectives(self, n_objectives: int) -> None:
+        check_objectives(n_objectives)
+
+    def check_option_values(self, options: Mapping[str, Any], n_objectives: int) -> None:
+        validate_pareto_options(
+            n_objectives,
+            **{
+                k: options[k]
+                for k in ("reference_point", "method", "n_startup_trials")
+                if k in options
+            },
+        )
+
+
+RULES = _ParetoRules("pareto", ParetoSampler)
+
+__all__ = [
+    "METHODS",
+    "RULES",
+    "ParetoSampler",
+    "validate_pareto_options",
+    "validate_reference_point",
+]
