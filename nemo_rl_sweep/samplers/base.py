@@ -6,10 +6,11 @@ whole search space up front (the sweeper knows it before the first trial); witho
 the intersection of the spaces of finished trials, as Optuna's own model-based samplers do.
 
 A parameter outside the relative space (a trial asks for a name the sampler was not told about, or the
-first trials of a sweep without a known space) is drawn by the sampler's *fallback*, a small object with
-Optuna's per-parameter protocol (``sample_independent``, ``reseed_rng``, ``before_trial``,
-``after_trial``). Grid and random draw it with :func:`from_unit` from a generator seeded like the
-sampler (:class:`UniformDraws`); the GP samplers hand it to Optuna's ``RandomSampler``. The two draw
+first trials of a sweep without a known space) is drawn by the sampler's *fallback*, an Optuna sampler
+asked one parameter at a time (``sample_independent``; ``reseed_rng``, ``before_trial`` and
+``after_trial`` are passed on to it). Grid and random draw it with :func:`from_unit` from a generator seeded like the
+sampler (:class:`UniformDraws`); the GP samplers hand it to Optuna's ``RandomSampler`` (``pareto``
+with ``method="nsga2"`` to its NSGA-II, which proposes every parameter). The two draw
 different values for the same seed, and the seeded sweeps of both (tests, benchmark tables) depend on
 them, so each keeps its own instead of sharing one.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from optuna.distributions import (
@@ -33,31 +34,21 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 
-class Fallback(Protocol):
-    """Draws the parameters a sampler's relative space does not hold."""
-
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any: ...
-
-    def reseed_rng(self) -> None: ...
-
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None: ...
-
-    def after_trial(
-        self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
-    ) -> None: ...
-
-
-class UniformDraws:
+class UniformDraws(BaseSampler):
     """Uniform (log-aware, equal-width bins for discrete values) draws, seeded like the sampler."""
 
     def __init__(self, seed: int | None) -> None:
         self._rng = np.random.RandomState(seed)
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return {}
 
     def sample_independent(
         self,
@@ -70,14 +61,6 @@ class UniformDraws:
 
     def reseed_rng(self) -> None:
         self._rng = np.random.RandomState()
-
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        pass
-
-    def after_trial(
-        self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
-    ) -> None:
-        pass
 
 
 class SpaceSampler(BaseSampler):
@@ -92,12 +75,12 @@ class SpaceSampler(BaseSampler):
         search_space: dict[str, BaseDistribution] | None = None,
         *,
         seed: int | None = None,
-        fallback: Fallback | None = None,
+        fallback: BaseSampler | None = None,
     ) -> None:
         self._search_space = dict(search_space) if search_space is not None else None
         self._seed = seed
         self._rng = np.random.RandomState(seed)
-        self._fallback: Fallback = fallback if fallback is not None else UniformDraws(seed)
+        self._fallback = fallback if fallback is not None else UniformDraws(seed)
 
     def reseed_rng(self) -> None:
         self._rng = np.random.RandomState()

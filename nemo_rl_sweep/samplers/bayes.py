@@ -43,7 +43,12 @@ from nemo_rl_sweep.gp import (
 )
 from nemo_rl_sweep.gp.search_space import SpaceEncoding, modelable_space
 from nemo_rl_sweep.gp.threads import single_thread
-from nemo_rl_sweep.samplers.model_based import ModelBasedSampler, check_startup_trials, first_new
+from nemo_rl_sweep.samplers.model_based import (
+    ModelBasedSampler,
+    Observed,
+    check_startup_trials,
+    first_new,
+)
 from nemo_rl_sweep.samplers.rules import OPTIONS_KEY, StrategyRules
 
 ACQUISITIONS = ("logei", "logpi", "ucb")
@@ -90,12 +95,8 @@ def check_space(search_space: dict[str, BaseDistribution] | None) -> None:
 
 
 def propose(
-    space: SpaceEncoding,
-    X: np.ndarray,
+    observed: Observed,
     y: np.ndarray,
-    X_run: np.ndarray | None,
-    seen: np.ndarray | None,
-    bad: np.ndarray | None,
     rng: np.random.RandomState,
     *,
     fit: Callable[[np.ndarray, np.ndarray], GPModel],
@@ -103,13 +104,15 @@ def propose(
     n_candidates: int,
     n_restarts: int,
 ) -> np.ndarray:
-    """The encoded point that maximises ``acquisition`` of a GP fitted to ``y`` (bigger is better).
+    """The encoded point that maximises ``acquisition`` of a GP fitted to ``y`` at ``observed.X``
+    (bigger is better).
 
-    Running points ``X_run`` are conditioned on by a Kriging believer capped at the incumbent; the
+    Running points ``observed.X_run`` are conditioned on by a Kriging believer capped at the incumbent; the
     search starts from random candidates and the five best points; the result is never a point
-    already tried (``seen``) or near a failed one (``bad``). ParEGO uses it on its scalarised
+    already tried or near a failed one. ParEGO uses it on its scalarised
     objective.
     """
+    space, X, X_run = observed.space, observed.X, observed.X_run
     with single_thread():
         model = fit(X, y)
         best = float(model.to_standard(np.max(y)))
@@ -126,7 +129,7 @@ def propose(
             seeds=X[np.argsort(-y, kind="stable")[:5]],
             lengthscales=model.lengthscales,
         )
-    return first_new(rows, space, seen, bad, rng)
+    return first_new(rows, space, observed.seen, observed.bad, rng)
 
 
 class BayesSampler(ModelBasedSampler):
@@ -173,39 +176,12 @@ class BayesSampler(ModelBasedSampler):
         self.warp_outputs = bool(warp_outputs)
 
     # -- Optuna sampler protocol (the rest is ModelBasedSampler's) --------------------------------
-    def sample_relative(
-        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        if not search_space:
-            return {}
+    def check_study(self, study: Study) -> None:
         check_one_objective(len(study.directions))
-        space = SpaceEncoding(search_space)
-        history = self._history(study, trial, search_space)
-        done, running = [(p, v[0]) for p, v in history.done], history.running
-        seen, bad = history.seen(space), history.bad(space)
 
-        if len(done) < self.n_startup_trials:
-            x = self._startup_point(space, trial.number, seen, bad)
-        else:
-            sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-            X = space.encode([p for p, _ in done])
-            y = sign * np.array([v for _, v in done], dtype=float)
-            X_run = space.encode(running) if running else None
-            x = self._model_point(space, X, y, X_run, seen, bad)
-        params = space.decode(x)
-        self._remember(study, trial, params)
-        return params
-
-    # -- the two ways of proposing a point ---------------------------------------------------------
-    def _model_point(
-        self,
-        space: SpaceEncoding,
-        X: np.ndarray,
-        y: np.ndarray,
-        X_run: np.ndarray | None,
-        seen: np.ndarray | None,
-        bad: np.ndarray | None,
-    ) -> np.ndarray:
+    def _model_point(self, observed: Observed, study: Study, trial: FrozenTrial) -> np.ndarray:
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        y = sign * observed.values[:, 0]
         finite = np.isfinite(y)
         if not finite.all():  # +-inf results: clip to the finite range (NaN trials are FAIL)
             lo, hi = (y[finite].min(), y[finite].max()) if finite.any() else (0.0, 0.0)
@@ -213,16 +189,12 @@ class BayesSampler(ModelBasedSampler):
         if self.warp_outputs and len(y) >= 3 and np.ptp(y) > 0:
             y = _yeo_johnson(y)
         return propose(
-            space,
-            X,
+            observed,
             y,
-            X_run,
-            seen,
-            bad,
             self._rng,
-            fit=lambda X, y: self._fit(space, X, y),
+            fit=lambda X, y: self._fit(observed.space, X, y),
             acquisition=self._acquisition_fn,
-            n_candidates=self.n_candidates if len(X) < 300 else self.n_candidates // 2,
+            n_candidates=self.n_candidates if len(y) < 300 else self.n_candidates // 2,
             n_restarts=self.n_restarts,
         )
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
@@ -78,17 +77,9 @@ class _GridRules(StrategyRules):
                 "remove them",
             )
 
-    def make(
-        self,
-        search_space: dict[str, BaseDistribution],
-        *,
-        seed: int | None,
-        options: Mapping[str, Any],
-        n_objectives: int,
-        optuna_sampler: Mapping[str, Any] | None,
-        grid_points: list[dict[str, Any]] | None,
-    ) -> BaseSampler:
-        return GridSampler(search_space, grid_points or [], seed=seed)
 
-
-RULES = _GridRules("grid", GridSampler)
+RULES = _GridRules(
+    "grid",
+    GridSampler,
+    build=lambda space, seed, _, __, points: GridSampler(space, points or [], seed=seed),
+)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.samplers import RandomSampler
+from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
@@ -63,6 +63,19 @@ class History:
         return space.encode(self.failed) if self.failed else None
 
 
+@dataclass
+class Observed:
+    """What a model proposes from: the encoded finished points and their values (n, objectives),
+    the running points, and the points not to propose again (``seen``; near ``bad``)."""
+
+    space: SpaceEncoding
+    X: np.ndarray
+    values: np.ndarray
+    X_run: np.ndarray | None
+    seen: np.ndarray | None
+    bad: np.ndarray | None
+
+
 class ModelBasedSampler(SpaceSampler):
     """The base sampler plus the bookkeeping of a GP sampler; subclasses propose points."""
 
@@ -72,18 +85,54 @@ class ModelBasedSampler(SpaceSampler):
         *,
         seed: int | None,
         n_startup_trials: int,
+        fallback: BaseSampler | None = None,
     ) -> None:
         check_startup_trials(n_startup_trials)
-        super().__init__(search_space, seed=seed, fallback=RandomSampler(seed=seed))
+        if fallback is None:
+            fallback = RandomSampler(seed=seed)
+        super().__init__(search_space, seed=seed, fallback=fallback)
         self._sobol_seed = int(self._rng.randint(2**31 - 1))
         self.n_startup_trials = int(n_startup_trials)
         self._hyper_cache: dict[tuple, Hyperparameters] = {}
         self._sobol_cache: dict[tuple, np.ndarray] = {}
 
+    def check_study(self, study: Study) -> None:
+        """Raise ``SweepConfigError`` if this sampler cannot serve ``study`` (called on every ask)."""
+
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
+        self.check_study(study)
         return modelable_space(super().infer_relative_search_space(study, trial))
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        """A Sobol point while fewer than ``n_startup_trials`` are done, then the model's point."""
+        if not search_space:
+            return {}
+        space = SpaceEncoding(search_space)
+        history = self._history(study, trial, search_space)
+        seen, bad = history.seen(space), history.bad(space)
+        if len(history.done) < self.n_startup_trials:
+            x = self._startup_point(space, trial.number, seen, bad)
+        else:
+            observed = Observed(
+                space,
+                X=space.encode([p for p, _ in history.done]),
+                values=np.array([v for _, v in history.done], dtype=float),
+                X_run=space.encode(history.running) if history.running else None,
+                seen=seen,
+                bad=bad,
+            )
+            x = self._model_point(observed, study, trial)
+        params = space.decode(x)
+        self._remember(study, trial, params)
+        return params
+
+    def _model_point(self, observed: Observed, study: Study, trial: FrozenTrial) -> np.ndarray:
+        """The encoded point the model proposes for ``trial``."""
+        raise NotImplementedError
 
     # -- shared steps of a suggestion ------------------------------------------------------------
     def _history(

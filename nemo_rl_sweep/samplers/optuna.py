@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 
 from nemo_rl_sweep.samplers.rules import StrategyRules
@@ -44,17 +43,11 @@ class _OptunaRules(StrategyRules):
     ) -> None:
         build_from_target(sampler_node(optuna_sampler, options, None), BaseSampler, KEY)
 
-    def make(
-        self,
-        search_space: dict[str, BaseDistribution],
-        *,
-        seed: int | None,
-        options: Mapping[str, Any],
-        n_objectives: int,
-        optuna_sampler: Mapping[str, Any] | None,
-        grid_points: list[dict[str, Any]] | None,
-    ) -> BaseSampler:
-        return build_from_target(sampler_node(optuna_sampler, options, seed), BaseSampler, KEY)
 
-
-RULES = _OptunaRules("optuna", BaseSampler)
+RULES = _OptunaRules(
+    "optuna",
+    BaseSampler,
+    build=lambda _, seed, options, node, __: build_from_target(
+        sampler_node(node, options, seed), BaseSampler, KEY
+    ),
+)

@@ -34,7 +34,7 @@ import torch
 from optuna.distributions import BaseDistribution
 from optuna.samplers import NSGAIISampler
 from optuna.study import Study
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.gp import GPModel, fit_gp, log_ei, optimize_acquisition
@@ -43,7 +43,12 @@ from nemo_rl_sweep.gp.search_space import SpaceEncoding
 from nemo_rl_sweep.gp.threads import single_thread
 from nemo_rl_sweep.pareto.front import pareto_front_mask, to_minimization
 from nemo_rl_sweep.samplers.bayes import propose
-from nemo_rl_sweep.samplers.model_based import ModelBasedSampler, check_startup_trials, first_new
+from nemo_rl_sweep.samplers.model_based import (
+    ModelBasedSampler,
+    Observed,
+    check_startup_trials,
+    first_new,
+)
 from nemo_rl_sweep.samplers.rules import OPTIONS_KEY, StrategyRules
 
 METHODS = ("ehvi", "parego", "nsga2")
@@ -145,15 +150,18 @@ class ParetoSampler(ModelBasedSampler):
         ref = validate_pareto_options(
             None, reference_point=reference_point, method=method, n_startup_trials=n_startup_trials
         )
-        super().__init__(search_space, seed=seed, n_startup_trials=n_startup_trials)
+        # NSGA-II proposes every parameter itself, so it is also what draws the ones outside the space
+        self._nsga2 = (
+            NSGAIISampler(seed=seed, population_size=population_size) if method == "nsga2" else None
+        )
+        super().__init__(
+            search_space, seed=seed, n_startup_trials=n_startup_trials, fallback=self._nsga2
+        )
         self._weights_seed = int(self._rng.randint(2**31 - 1))
         self.method = method
         self.reference_point = None if ref is None else [float(v) for v in ref]
         self.n_candidates = int(n_candidates)
         self.n_restarts = int(n_restarts)
-        self._nsga2 = (
-            NSGAIISampler(seed=seed, population_size=population_size) if method == "nsga2" else None
-        )
 
     # -- checks ----------------------------------------------------------------------------------
     def check_study(self, study: Study) -> None:
@@ -166,16 +174,11 @@ class ParetoSampler(ModelBasedSampler):
         )
 
     # -- Optuna sampler protocol ------------------------------------------------------------------
-    def reseed_rng(self) -> None:
-        super().reseed_rng()
-        if self._nsga2 is not None:
-            self._nsga2.reseed_rng()
-
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        self.check_study(study)
         if self._nsga2 is not None:
+            self.check_study(study)
             return self._nsga2.infer_relative_search_space(study, trial)
         return super().infer_relative_search_space(study, trial)
 
@@ -184,58 +187,16 @@ class ParetoSampler(ModelBasedSampler):
     ) -> dict[str, Any]:
         if self._nsga2 is not None:
             return self._nsga2.sample_relative(study, trial, search_space)
-        if not search_space:
-            return {}
-        space = SpaceEncoding(search_space)
-        history = self._history(study, trial, search_space)
-        done, running = history.done, history.running
-        seen, bad = history.seen(space), history.bad(space)
+        return super().sample_relative(study, trial, search_space)
 
-        if len(done) < self.n_startup_trials:
-            x = self._startup_point(space, trial.number, seen, bad)
-        else:
-            X = space.encode([p for p, _ in done])
-            Y = to_minimization(np.array([v for _, v in done], dtype=float), study.directions)
-            X_run = space.encode(running) if running else None
-            ref = None
-            if self.reference_point is not None:
-                ref = to_minimization(np.array([self.reference_point]), study.directions)[0]
-            if self.method == "parego":
-                x = self._parego_point(space, X, Y, X_run, seen, bad, trial.number)
-            else:
-                x = self._ehvi_point(space, X, Y, X_run, seen, bad, ref)
-        params = space.decode(x)
-        self._remember(study, trial, params)
-        return params
-
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        if self._nsga2 is not None:
-            return self._nsga2.sample_independent(study, trial, param_name, param_distribution)
-        return super().sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        if self._nsga2 is not None:
-            self._nsga2.before_trial(study, trial)
-        else:
-            super().before_trial(study, trial)
-
-    def after_trial(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        if self._nsga2 is not None:
-            self._nsga2.after_trial(study, trial, state, values)
-        else:
-            super().after_trial(study, trial, state, values)
+    def _model_point(self, observed: Observed, study: Study, trial: FrozenTrial) -> np.ndarray:
+        Y = to_minimization(observed.values, study.directions)
+        if self.method == "parego":
+            return self._parego_point(observed, Y, trial.number)
+        ref = None
+        if self.reference_point is not None:
+            ref = to_minimization(np.array([self.reference_point]), study.directions)[0]
+        return self._ehvi_point(observed, Y, ref)
 
     # -- proposals ----------------------------------------------------------------------------------
     def _fit(self, space: SpaceEncoding, X: np.ndarray, y: np.ndarray, tag: int) -> GPModel:
@@ -260,16 +221,8 @@ class ParetoSampler(ModelBasedSampler):
             idx = self._rng.choice(idx, 10, replace=False)
         return X[idx]
 
-    def _ehvi_point(
-        self,
-        space: SpaceEncoding,
-        X: np.ndarray,
-        Y: np.ndarray,
-        X_run: np.ndarray | None,
-        seen: np.ndarray | None,
-        bad: np.ndarray | None,
-        ref: np.ndarray | None,
-    ) -> np.ndarray:
+    def _ehvi_point(self, observed: Observed, Y: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+        space, X, X_run = observed.space, observed.X, observed.X_run
         m = Y.shape[1]
         with single_thread():
             # Objectives on a common scale (observed range -> [0, 1]): the boxes and the
@@ -306,32 +259,19 @@ class ParetoSampler(ModelBasedSampler):
                 n_per_seed=32,
                 lengthscales=np.min([mdl.lengthscales for mdl in models], axis=0),
             )
-        return first_new(rows, space, seen, bad, self._rng)
+        return first_new(rows, space, observed.seen, observed.bad, self._rng)
 
-    def _parego_point(
-        self,
-        space: SpaceEncoding,
-        X: np.ndarray,
-        Y: np.ndarray,
-        X_run: np.ndarray | None,
-        seen: np.ndarray | None,
-        bad: np.ndarray | None,
-        index: int,
-    ) -> np.ndarray:
+    def _parego_point(self, observed: Observed, Y: np.ndarray, index: int) -> np.ndarray:
         m = Y.shape[1]
         w = np.random.RandomState((self._weights_seed + index) % 2**32).dirichlet(np.ones(m))
         Yn, _, _ = _unit_range(Y)
         # augmented Chebyshev scalarisation (to be minimised); the model maximises its negative
         score = -(np.max(w * Yn, axis=1) + 0.05 * np.sum(w * Yn, axis=1))
         return propose(
-            space,
-            X,
+            observed,
             score,
-            X_run,
-            seen,
-            bad,
             self._rng,
-            fit=lambda X, y: self._fit(space, X, y, -1),
+            fit=lambda X, y: self._fit(observed.space, X, y, -1),
             acquisition=lambda model, best: lambda Xq: log_ei(*model.posterior_standard(Xq), best),
             n_candidates=self.n_candidates,
             n_restarts=self.n_restarts,

@@ -8,7 +8,7 @@ rules, never the strategy's name, so a new strategy is one new module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from optuna.distributions import BaseDistribution
@@ -19,6 +19,18 @@ from nemo_rl_sweep.targets import check_kwargs
 
 OPTIONS_KEY = "hydra.sweeper.strategy_options"
 
+# (search_space, seed, options, optuna_sampler, grid_points) -> the strategy's sampler
+Build = Callable[
+    [
+        dict[str, BaseDistribution],
+        int | None,
+        dict[str, Any],
+        Mapping[str, Any] | None,
+        list[dict[str, Any]] | None,
+    ],
+    BaseSampler,
+]
+
 
 class StrategyRules:
     """A strategy whose options are the keyword arguments of ``sampler_class``.
@@ -28,9 +40,22 @@ class StrategyRules:
     construction would raise about them, so a bad setting is refused before the ledger is touched.
     """
 
-    def __init__(self, name: str, sampler_class: type[BaseSampler]) -> None:
+    def __init__(
+        self, name: str, sampler_class: type[BaseSampler], build: Build | None = None
+    ) -> None:
         self.name = name
         self.sampler_class = sampler_class
+        self._build = build or self._from_options
+
+    def _from_options(
+        self,
+        search_space: dict[str, BaseDistribution],
+        seed: int | None,
+        options: dict[str, Any],
+        optuna_sampler: Mapping[str, Any] | None,
+        grid_points: list[dict[str, Any]] | None,
+    ) -> BaseSampler:
+        return self.sampler_class(search_space, seed=seed, **options)
 
     def check(
         self,
@@ -70,5 +95,5 @@ class StrategyRules:
         optuna_sampler: Mapping[str, Any] | None,
         grid_points: list[dict[str, Any]] | None,
     ) -> BaseSampler:
-        """The strategy's sampler over ``search_space`` (its options as keyword arguments)."""
-        return self.sampler_class(search_space, seed=seed, **dict(options))
+        """The strategy's sampler over ``search_space``, by default built from its options."""
+        return self._build(search_space, seed, dict(options), optuna_sampler, grid_points)
