@@ -100,12 +100,6 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
     rules = strategy_rules(strategy)
     n_objectives = len(objectives.names)
     rules.check(n_objectives, settings.strategy_options, optuna_sampler=settings.sampler)
-    if settings.sampler and strategy != "optuna":
-        raise SweepConfigError(
-            "hydra.sweeper.sampler",
-            f"is used by strategy optuna only, the strategy is {strategy}",
-            "set hydra.sweeper.strategy=optuna, or remove hydra.sweeper.sampler",
-        )
     n = settings.n_trials
     if strategy != "grid" and n is None:
         raise SweepConfigError(

@@ -11,7 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from scipy.stats import norm
 
 from nemo_rl_sweep.gp import evaluate, fit_gp, log_ei, log_h, optimize_acquisition
-from nemo_rl_sweep.samplers._encoding import SpaceEncoding, modelable_space
+from nemo_rl_sweep.gp.search_space import SpaceEncoding, modelable_space
 
 SPACE = {
     "lr": FloatDistribution(1e-6, 1e-2, log=True),

@@ -153,6 +153,7 @@ def make_sampler(strategy: str, space: dict, *, seed: int, optuna_sampler: dict)
 
 def test_sampler_arguments_reach_the_sampler_and_seed_is_passed_on():
     space = parse_params({"x": "interval(0.0, 1.0)"}).distributions
+
     tpe = make_sampler(
         "optuna",
         space,

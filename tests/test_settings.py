@@ -91,7 +91,7 @@ def test_grid_plan_has_its_points_cut_to_n_trials():
         (dict(n_jobs=True), "hydra.sweeper.n_jobs", "must be a positive integer, got True"),
         (dict(max_failure_rate=2), "hydra.sweeper.max_failure_rate", "must be a number in [0, 1]"),
         (dict(seed="1"), "hydra.sweeper.seed", "must be an integer or null"),
-        (dict(strategy="pareto"), "hydra.sweeper.metric", "two or more objectives"),
+        (dict(strategy="pareto"), "hydra.sweeper.metric", "2 or more objectives"),
         (
             dict(strategy="random", sampler={"_target_": "optuna.samplers.TPESampler"}),
             "hydra.sweeper.sampler",

@@ -1,7 +1,7 @@
 """A Gaussian-process regression model and its MAP hyperparameter fit.
 
 Inputs are encoded rows in the unit cube (one-hot columns for categoricals, see
-``nemo_rl_sweep.samplers._encoding``); outputs are standardised inside :func:`fit_gp` and
+``nemo_rl_sweep.gp.search_space``); outputs are standardised inside :func:`fit_gp` and
 :meth:`GPModel.posterior` answers in the caller's units. Everything is float64 torch so the
 acquisition search can differentiate the posterior with respect to the query point.
 """

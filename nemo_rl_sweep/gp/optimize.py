@@ -28,7 +28,7 @@ _MANY_VALUES = 32  # discrete params with more values are searched coarsely + lo
 
 
 class SpaceLike(Protocol):
-    """What the optimiser needs from an encoding (``samplers._encoding.SpaceEncoding`` has it)."""
+    """What the optimiser needs from an encoding (``gp.search_space.SpaceEncoding`` has it)."""
 
     dim: int
     continuous_columns: np.ndarray

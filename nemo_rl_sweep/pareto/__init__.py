@@ -1,7 +1,8 @@
 """Multi-objective utilities: Pareto fronts, non-dominated sorting and exact hypervolume.
 
-These are plain numpy functions (no Optuna, no torch) so results writers, the sampler and the
-benchmarks all measure fronts the same way.
+Plain numpy math (no torch, no Optuna, no config errors: bad input is a ``ValueError``), so result
+writers, the samplers and the benchmarks all measure fronts the same way. A ``StudyDirection`` is
+accepted as a direction by its name.
 """
 
 from nemo_rl_sweep.pareto.front import (
@@ -17,7 +18,6 @@ from nemo_rl_sweep.pareto.hypervolume import (
     hypervolume,
     hypervolume_improvement,
     non_dominated_boxes,
-    validate_reference_point,
 )
 
 __all__ = [
@@ -31,5 +31,4 @@ __all__ = [
     "pareto_front",
     "pareto_front_mask",
     "to_minimization",
-    "validate_reference_point",
 ]

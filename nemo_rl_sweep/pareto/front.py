@@ -12,8 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from nemo_rl_sweep.errors import SweepConfigError
-
 _ALIASES = {"minimize": "minimize", "min": "minimize", "maximize": "maximize", "max": "maximize"}
 
 
@@ -32,16 +30,10 @@ def normalize_directions(directions: Sequence[Any] | None, n_objectives: int) ->
         name = getattr(d, "name", d)  # StudyDirection.MAXIMIZE -> "MAXIMIZE"
         key = str(name).strip().lower()
         if key not in _ALIASES:
-            raise SweepConfigError(
-                "direction", f"unknown direction {d!r}", "use 'minimize' or 'maximize'"
-            )
+            raise ValueError(f"unknown direction {d!r}: use 'minimize' or 'maximize'")
         out.append(_ALIASES[key])
     if len(out) != n_objectives:
-        raise SweepConfigError(
-            "direction",
-            f"{len(out)} directions for {n_objectives} objectives",
-            "give one direction per metric, in the same order",
-        )
+        raise ValueError(f"{len(out)} directions for {n_objectives} objectives")
     return out
 
 

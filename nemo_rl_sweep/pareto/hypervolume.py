@@ -19,33 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.pareto.front import normalize_directions, pareto_front_mask, to_minimization
-
-REFERENCE_POINT_KEY = "hydra.sweeper.strategy_options.reference_point"
-
-
-def validate_reference_point(
-    reference_point: Any, n_objectives: int, key: str = REFERENCE_POINT_KEY
-) -> np.ndarray:
-    """Return the reference point as a float array, or raise ``SweepConfigError`` naming ``key``."""
-    try:
-        ref = np.asarray(reference_point, dtype=float).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise SweepConfigError(
-            key,
-            f"reference point {reference_point!r} is not a list of numbers",
-            "write e.g. [0, 10]",
-        ) from exc
-    if ref.size != n_objectives:
-        raise SweepConfigError(
-            key,
-            f"reference point has {ref.size} values but there are {n_objectives} objectives",
-            f"give exactly {n_objectives} numbers, one per metric, in metric order",
-        )
-    if not np.all(np.isfinite(ref)):
-        raise SweepConfigError(key, "reference point has a NaN or inf", "use finite numbers")
-    return ref
 
 
 def default_reference_point(
@@ -76,7 +50,10 @@ def _prepare(points: Any, reference_point: Any, directions: Sequence[Any] | None
     if p.ndim == 1:
         p = p.reshape(1, -1) if p.size else p.reshape(0, np.asarray(reference_point).size)
     m = p.shape[1]
-    ref = validate_reference_point(reference_point, m) * _signs(directions, m)
+    ref = np.asarray(reference_point, dtype=float).reshape(-1)
+    if ref.size != m or not np.all(np.isfinite(ref)):
+        raise ValueError(f"reference point {reference_point!r} is not {m} finite numbers")
+    ref = ref * _signs(directions, m)
     p = to_minimization(p, directions)
     p = p[np.all(np.isfinite(p), axis=1)]
     p = p[np.all(p < ref, axis=1)]  # points not strictly better than the reference add nothing

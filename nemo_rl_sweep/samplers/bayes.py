@@ -22,11 +22,10 @@ proposes the point with the highest expected improvement over the best value so 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import optuna
-import torch
 from optuna.distributions import BaseDistribution
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial
@@ -34,6 +33,7 @@ from optuna.trial import FrozenTrial
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.gp import (
     LOW_NOISE_PRIORS,
+    GPModel,
     Priors,
     fit_gp,
     log_ei,
@@ -41,41 +41,50 @@ from nemo_rl_sweep.gp import (
     optimize_acquisition,
     ucb,
 )
+from nemo_rl_sweep.gp.search_space import SpaceEncoding, modelable_space
 from nemo_rl_sweep.gp.threads import single_thread
-from nemo_rl_sweep.samplers._encoding import SpaceEncoding, modelable_space
-from nemo_rl_sweep.samplers._model_based import (
-    OPTIONS_KEY,
+from nemo_rl_sweep.samplers.model_based import (
     ModelBasedSampler,
+    Observed,
     check_startup_trials,
     first_new,
 )
+from nemo_rl_sweep.samplers.rules import OPTIONS_KEY, StrategyRules
 
 ACQUISITIONS = ("logei", "logpi", "ucb")
-_OPT_KEY = OPTIONS_KEY
 
 
-def _validate(
-    search_space: dict[str, BaseDistribution] | None,
-    n_startup_trials: Any,
-    acquisition: Any,
-    xi: Any,
-    beta: Any,
+def check_one_objective(n_objectives: int) -> None:
+    if n_objectives != 1:
+        raise SweepConfigError(
+            "hydra.sweeper.strategy",
+            f"strategy bayes optimises one objective, got {n_objectives}",
+            "use strategy=pareto for several objectives",
+        )
+
+
+def check_options(
+    n_startup_trials: Any = 10, acquisition: Any = "logei", xi: Any = 0.0, beta: Any = 2.0
 ) -> None:
+    """Refuse option values the sampler cannot use (defaults: those of :class:`BayesSampler`)."""
     if acquisition not in ACQUISITIONS:
         raise SweepConfigError(
-            f"{_OPT_KEY}.acquisition",
+            f"{OPTIONS_KEY}.acquisition",
             f"unknown acquisition {acquisition!r}",
             f"use one of {', '.join(ACQUISITIONS)} (default logei)",
         )
     check_startup_trials(n_startup_trials)
     if not isinstance(xi, int | float) or not math.isfinite(xi) or xi < 0:
         raise SweepConfigError(
-            f"{_OPT_KEY}.xi", f"must be a finite number >= 0, got {xi!r}", "use 0.0 (default)"
+            f"{OPTIONS_KEY}.xi", f"must be a finite number >= 0, got {xi!r}", "use 0.0 (default)"
         )
     if not isinstance(beta, int | float) or not math.isfinite(beta) or beta <= 0:
         raise SweepConfigError(
-            f"{_OPT_KEY}.beta", f"must be a finite number > 0, got {beta!r}", "use 2.0 (default)"
+            f"{OPTIONS_KEY}.beta", f"must be a finite number > 0, got {beta!r}", "use 2.0 (default)"
         )
+
+
+def check_space(search_space: dict[str, BaseDistribution] | None) -> None:
     if search_space is not None and not modelable_space(search_space):
         what = ", ".join(search_space) if search_space else "no parameters"
         raise SweepConfigError(
@@ -83,6 +92,44 @@ def _validate(
             f"bayes has nothing to model: every parameter has a single value ({what})",
             "give at least one parameter a range, e.g. 'lr=tag(log, interval(1e-6, 1e-4))'",
         )
+
+
+def propose(
+    observed: Observed,
+    y: np.ndarray,
+    rng: np.random.RandomState,
+    *,
+    fit: Callable[[np.ndarray, np.ndarray], GPModel],
+    acquisition: Callable[[GPModel, float], Callable],
+    n_candidates: int,
+    n_restarts: int,
+) -> np.ndarray:
+    """The encoded point that maximises ``acquisition`` of a GP fitted to ``y`` at ``observed.X``
+    (bigger is better).
+
+    Running points ``observed.X_run`` are conditioned on by a Kriging believer capped at the incumbent; the
+    search starts from random candidates and the five best points; the result is never a point
+    already tried or near a failed one. ParEGO uses it on its scalarised
+    objective.
+    """
+    space, X, X_run = observed.space, observed.X, observed.X_run
+    with single_thread():
+        model = fit(X, y)
+        best = float(model.to_standard(np.max(y)))
+        cond = model
+        if X_run is not None and len(X_run):
+            mean_run, _ = model.posterior(X_run)
+            cond = model.condition_on(X_run, np.minimum(mean_run, np.max(y)))
+        rows, _ = optimize_acquisition(
+            acquisition(cond, best),
+            space,
+            rng,
+            n_candidates=n_candidates,
+            n_restarts=n_restarts,
+            seeds=X[np.argsort(-y, kind="stable")[:5]],
+            lengthscales=model.lengthscales,
+        )
+    return first_new(rows, space, observed.seen, observed.bad, rng)
 
 
 class BayesSampler(ModelBasedSampler):
@@ -117,7 +164,8 @@ class BayesSampler(ModelBasedSampler):
         priors: Priors = LOW_NOISE_PRIORS,
         warp_outputs: bool = True,
     ) -> None:
-        _validate(search_space, n_startup_trials, acquisition, xi, beta)
+        check_options(n_startup_trials, acquisition, xi, beta)
+        check_space(search_space)
         super().__init__(search_space, seed=seed, n_startup_trials=n_startup_trials)
         self.acquisition = acquisition
         self.xi = float(xi)
@@ -128,78 +176,40 @@ class BayesSampler(ModelBasedSampler):
         self.warp_outputs = bool(warp_outputs)
 
     # -- Optuna sampler protocol (the rest is ModelBasedSampler's) --------------------------------
-    def sample_relative(
-        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        if not search_space:
-            return {}
-        if len(study.directions) != 1:
-            raise SweepConfigError(
-                "hydra.sweeper.direction",
-                f"bayes optimises one objective, the study has {len(study.directions)}",
-                "use strategy=pareto for several objectives",
-            )
-        space = SpaceEncoding(search_space)
-        history = self._history(study, trial, search_space)
-        done, running = [(p, v[0]) for p, v in history.done], history.running
-        seen, bad = history.seen(space), history.bad(space)
+    def check_study(self, study: Study) -> None:
+        check_one_objective(len(study.directions))
 
-        if len(done) < self.n_startup_trials:
-            x = self._startup_point(space, trial.number, seen, bad)
-        else:
-            sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-            X = space.encode([p for p, _ in done])
-            y = sign * np.array([v for _, v in done], dtype=float)
-            X_run = space.encode(running) if running else None
-            x = self._model_point(space, X, y, X_run, seen, bad)
-        params = space.decode(x)
-        self._remember(study, trial, params)
-        return params
-
-    # -- the two ways of proposing a point ---------------------------------------------------------
-    def _model_point(
-        self,
-        space: SpaceEncoding,
-        X: np.ndarray,
-        y: np.ndarray,
-        X_run: np.ndarray | None,
-        seen: np.ndarray | None,
-        bad: np.ndarray | None,
-    ) -> np.ndarray:
-        key = (tuple(space.names), space.dim)
+    def _model_point(self, observed: Observed, study: Study, trial: FrozenTrial) -> np.ndarray:
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        y = sign * observed.values[:, 0]
         finite = np.isfinite(y)
         if not finite.all():  # +-inf results: clip to the finite range (NaN trials are FAIL)
             lo, hi = (y[finite].min(), y[finite].max()) if finite.any() else (0.0, 0.0)
             y = np.clip(np.nan_to_num(y, nan=lo, posinf=hi, neginf=lo), lo, hi)
         if self.warp_outputs and len(y) >= 3 and np.ptp(y) > 0:
             y = _yeo_johnson(y)
-        with single_thread():
-            model = fit_gp(
-                X,
-                y,
-                column_groups=space.column_groups,
-                warm_start=self._hyper_cache.get(key),
-                priors=self.priors,
-                max_iter=100 if len(X) < 200 else 30,
-            )
-            self._hyper_cache[key] = model.hyper
-            best = float(model.to_standard(np.max(y)))
-            cond = model
-            if X_run is not None and len(X_run):
-                mean_run, _ = model.posterior(X_run)
-                cond = model.condition_on(X_run, np.minimum(mean_run, np.max(y)))
-            acq = self._acquisition_fn(cond, best)
-            top = X[np.argsort(-y, kind="stable")[:5]]
-            rows, _ = optimize_acquisition(
-                acq,
-                space,
-                self._rng,
-                n_candidates=self.n_candidates if len(X) < 300 else self.n_candidates // 2,
-                n_restarts=self.n_restarts,
-                seeds=top,
-                lengthscales=model.lengthscales,
-            )
-        return first_new(rows, space, seen, bad, self._rng)
+        return propose(
+            observed,
+            y,
+            self._rng,
+            fit=lambda X, y: self._fit(observed.space, X, y),
+            acquisition=self._acquisition_fn,
+            n_candidates=self.n_candidates if len(y) < 300 else self.n_candidates // 2,
+            n_restarts=self.n_restarts,
+        )
+
+    def _fit(self, space: SpaceEncoding, X: np.ndarray, y: np.ndarray) -> GPModel:
+        key = (tuple(space.names), space.dim)
+        model = fit_gp(
+            X,
+            y,
+            column_groups=space.column_groups,
+            warm_start=self._hyper_cache.get(key),
+            priors=self.priors,
+            max_iter=100 if len(X) < 200 else 30,
+        )
+        self._hyper_cache[key] = model.hyper
+        return model
 
     def _acquisition_fn(self, model: Any, best: float) -> Any:
         if self.acquisition == "logei":
@@ -218,8 +228,20 @@ def _yeo_johnson(y: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=float)
 
 
-__all__ = ["ACQUISITIONS", "BayesSampler"]
+class _BayesRules(StrategyRules):
+    def check_objectives(self, n_objectives: int) -> None:
+        check_one_objective(n_objectives)
 
-# Optuna's FrozenTrial import above keeps type hints honest; torch is imported so that a
-# missing torch fails at import time with a clear ImportError rather than mid-sweep.
-_ = (optuna, torch)
+    def check_option_values(self, options: Mapping[str, Any], n_objectives: int) -> None:
+        check_options(
+            **{
+                k: options[k]
+                for k in ("n_startup_trials", "acquisition", "xi", "beta")
+                if k in options
+            }
+        )
+
+
+RULES = _BayesRules("bayes", BayesSampler)
+
+__all__ = ["ACQUISITIONS", "RULES", "BayesSampler", "propose"]

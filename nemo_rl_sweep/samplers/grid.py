@@ -8,7 +8,7 @@ picks the first point no trial holds yet.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution
@@ -17,7 +17,9 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nemo_rl_sweep import ledger
 from nemo_rl_sweep.claims import Claim, close_surplus
+from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.samplers.base import SpaceSampler
+from nemo_rl_sweep.samplers.rules import OPTIONS_KEY, StrategyRules
 
 
 class GridSampler(SpaceSampler):
@@ -104,3 +106,22 @@ def _held_before(study: Study, number: int, point: dict[str, Any]) -> bool:
         for t in study.get_trials(deepcopy=False)
         if t.state != TrialState.WAITING
     )
+
+
+class _GridRules(StrategyRules):
+    """Grid runs the points of the search space; there is nothing to tune."""
+
+    def check_option_names(self, options: Mapping[str, Any]) -> None:
+        if options:
+            raise SweepConfigError(
+                OPTIONS_KEY,
+                f"strategy grid takes no options, got {sorted(options)}",
+                "remove them",
+            )
+
+
+RULES = _GridRules(
+    "grid",
+    GridSampler,
+    build=lambda space, seed, _, __, points: GridSampler(space, points or [], seed=seed),
+)

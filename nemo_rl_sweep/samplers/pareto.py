@@ -5,7 +5,7 @@ trade-offs. Each trial is expensive, so the default method is model-based:
 
 * ``method="ehvi"`` (default): one Gaussian process per objective (``nemo_rl_sweep.gp``) and the
   *exact* expected hypervolume improvement over the current front, in log space
-  (:mod:`nemo_rl_sweep.pareto.acquisition`), maximised by Sobol candidates, perturbations of the
+  (:class:`nemo_rl_sweep.gp.acquisition.LogEHVI`), maximised by Sobol candidates, perturbations of the
   Pareto-optimal points and batched L-BFGS-B (``nemo_rl_sweep.gp.optimize_acquisition``).
 * ``method="parego"``: ParEGO (Knowles 2006): each suggestion draws a random weight vector, turns the
   normalised objectives into one augmented-Chebyshev score and maximises log-EI of a GP on it.
@@ -26,7 +26,7 @@ Shared behaviour (as ``BayesSampler``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,24 +34,58 @@ import torch
 from optuna.distributions import BaseDistribution
 from optuna.samplers import NSGAIISampler
 from optuna.study import Study
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.gp import fit_gp, log_ei, optimize_acquisition
+from nemo_rl_sweep.gp import GPModel, fit_gp, log_ei, optimize_acquisition
+from nemo_rl_sweep.gp.acquisition import LogEHVI
+from nemo_rl_sweep.gp.search_space import SpaceEncoding
 from nemo_rl_sweep.gp.threads import single_thread
-from nemo_rl_sweep.pareto.acquisition import LogEHVI
 from nemo_rl_sweep.pareto.front import pareto_front_mask, to_minimization
-from nemo_rl_sweep.pareto.hypervolume import validate_reference_point
-from nemo_rl_sweep.samplers._encoding import SpaceEncoding
-from nemo_rl_sweep.samplers._model_based import (
-    OPTIONS_KEY,
+from nemo_rl_sweep.samplers.bayes import propose
+from nemo_rl_sweep.samplers.model_based import (
     ModelBasedSampler,
+    Observed,
     check_startup_trials,
     first_new,
 )
+from nemo_rl_sweep.samplers.rules import OPTIONS_KEY, StrategyRules
 
 METHODS = ("ehvi", "parego", "nsga2")
-_OPT_KEY = OPTIONS_KEY
+REFERENCE_POINT_KEY = f"{OPTIONS_KEY}.reference_point"
+
+
+def check_objectives(n_objectives: int) -> None:
+    if n_objectives < 2:
+        raise SweepConfigError(
+            "hydra.sweeper.metric",
+            f"strategy pareto needs 2 or more objectives, got {n_objectives}",
+            "list several metrics, e.g. metric=[validation/accuracy,timing/train/total_step_time] "
+            "with one direction each, or use strategy=bayes for one objective",
+        )
+
+
+def validate_reference_point(
+    reference_point: Any, n_objectives: int, key: str = REFERENCE_POINT_KEY
+) -> np.ndarray:
+    """Return the reference point as a float array, or raise ``SweepConfigError`` naming ``key``."""
+    try:
+        ref = np.asarray(reference_point, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise SweepConfigError(
+            key,
+            f"reference point {reference_point!r} is not a list of numbers",
+            "write e.g. [0, 10]",
+        ) from exc
+    if ref.size != n_objectives:
+        raise SweepConfigError(
+            key,
+            f"reference point has {ref.size} values but there are {n_objectives} objectives",
+            f"give exactly {n_objectives} numbers, one per metric, in metric order",
+        )
+    if not np.all(np.isfinite(ref)):
+        raise SweepConfigError(key, "reference point has a NaN or inf", "use finite numbers")
+    return ref
 
 
 def validate_pareto_options(
@@ -61,31 +95,27 @@ def validate_pareto_options(
     method: str = "ehvi",
     n_startup_trials: Any = 10,
 ) -> np.ndarray | None:
-    """Refuse bad pareto settings with one ``SweepConfigError`` line; the sweeper can call this
-    before any job starts (``n_objectives`` = number of metrics; ``None`` skips those checks).
+    """Refuse bad pareto settings with one ``SweepConfigError`` line (``n_objectives`` = number of
+    metrics; ``None`` skips the checks that need it).
 
     Returns the reference point as an array (or None)."""
     if method not in METHODS:
         raise SweepConfigError(
-            f"{_OPT_KEY}.method",
+            f"{OPTIONS_KEY}.method",
             f"unknown method {method!r}",
             f"use one of {', '.join(METHODS)} (default ehvi)",
         )
     check_startup_trials(n_startup_trials)
-    if n_objectives is None:
+    if reference_point is not None and n_objectives is None:
+        # its length is checked against the study on the first ask
+        n_objectives = int(np.size(reference_point))
+    elif n_objectives is None:
         return None
-    if n_objectives < 2:
-        raise SweepConfigError(
-            "hydra.sweeper.metric",
-            f"strategy pareto needs 2 or more objectives, got {n_objectives}",
-            "list several metrics, e.g. metric=[validation/accuracy,timing/train/total_step_time] "
-            "with one direction each, or use strategy=bayes for one objective",
-        )
+    else:
+        check_objectives(n_objectives)
     if reference_point is None:
         return None
-    return validate_reference_point(
-        reference_point, n_objectives, key=f"{_OPT_KEY}.reference_point"
-    )
+    return validate_reference_point(reference_point, n_objectives)
 
 
 class ParetoSampler(ModelBasedSampler):
@@ -117,23 +147,21 @@ class ParetoSampler(ModelBasedSampler):
         n_restarts: int = 8,
         population_size: int = 50,
     ) -> None:
-        validate_pareto_options(
+        ref = validate_pareto_options(
             None, reference_point=reference_point, method=method, n_startup_trials=n_startup_trials
         )
-        ref = None
-        if reference_point is not None:  # its length is checked against the study on first ask
-            ref = validate_reference_point(
-                reference_point, int(np.size(reference_point)), key=f"{_OPT_KEY}.reference_point"
-            )
-        super().__init__(search_space, seed=seed, n_startup_trials=n_startup_trials)
+        # NSGA-II proposes every parameter itself, so it is also what draws the ones outside the space
+        self._nsga2 = (
+            NSGAIISampler(seed=seed, population_size=population_size) if method == "nsga2" else None
+        )
+        super().__init__(
+            search_space, seed=seed, n_startup_trials=n_startup_trials, fallback=self._nsga2
+        )
         self._weights_seed = int(self._rng.randint(2**31 - 1))
         self.method = method
         self.reference_point = None if ref is None else [float(v) for v in ref]
         self.n_candidates = int(n_candidates)
         self.n_restarts = int(n_restarts)
-        self._nsga2 = (
-            NSGAIISampler(seed=seed, population_size=population_size) if method == "nsga2" else None
-        )
 
     # -- checks ----------------------------------------------------------------------------------
     def check_study(self, study: Study) -> None:
@@ -146,16 +174,11 @@ class ParetoSampler(ModelBasedSampler):
         )
 
     # -- Optuna sampler protocol ------------------------------------------------------------------
-    def reseed_rng(self) -> None:
-        super().reseed_rng()
-        if self._nsga2 is not None:
-            self._nsga2.reseed_rng()
-
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        self.check_study(study)
         if self._nsga2 is not None:
+            self.check_study(study)
             return self._nsga2.infer_relative_search_space(study, trial)
         return super().infer_relative_search_space(study, trial)
 
@@ -164,61 +187,19 @@ class ParetoSampler(ModelBasedSampler):
     ) -> dict[str, Any]:
         if self._nsga2 is not None:
             return self._nsga2.sample_relative(study, trial, search_space)
-        if not search_space:
-            return {}
-        space = SpaceEncoding(search_space)
-        history = self._history(study, trial, search_space)
-        done, running = history.done, history.running
-        seen, bad = history.seen(space), history.bad(space)
+        return super().sample_relative(study, trial, search_space)
 
-        if len(done) < self.n_startup_trials:
-            x = self._startup_point(space, trial.number, seen, bad)
-        else:
-            X = space.encode([p for p, _ in done])
-            Y = to_minimization(np.array([v for _, v in done], dtype=float), study.directions)
-            X_run = space.encode(running) if running else None
-            ref = None
-            if self.reference_point is not None:
-                ref = to_minimization(np.array([self.reference_point]), study.directions)[0]
-            if self.method == "parego":
-                x = self._parego_point(space, X, Y, X_run, seen, bad, trial.number)
-            else:
-                x = self._ehvi_point(space, X, Y, X_run, seen, bad, ref)
-        params = space.decode(x)
-        self._remember(study, trial, params)
-        return params
-
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        if self._nsga2 is not None:
-            return self._nsga2.sample_independent(study, trial, param_name, param_distribution)
-        return super().sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        if self._nsga2 is not None:
-            self._nsga2.before_trial(study, trial)
-        else:
-            super().before_trial(study, trial)
-
-    def after_trial(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        if self._nsga2 is not None:
-            self._nsga2.after_trial(study, trial, state, values)
-        else:
-            super().after_trial(study, trial, state, values)
+    def _model_point(self, observed: Observed, study: Study, trial: FrozenTrial) -> np.ndarray:
+        Y = to_minimization(observed.values, study.directions)
+        if self.method == "parego":
+            return self._parego_point(observed, Y, trial.number)
+        ref = None
+        if self.reference_point is not None:
+            ref = to_minimization(np.array([self.reference_point]), study.directions)[0]
+        return self._ehvi_point(observed, Y, ref)
 
     # -- proposals ----------------------------------------------------------------------------------
-    def _fit(self, space: SpaceEncoding, X: np.ndarray, y: np.ndarray, tag: int) -> Any:
+    def _fit(self, space: SpaceEncoding, X: np.ndarray, y: np.ndarray, tag: int) -> GPModel:
         key = (tuple(space.names), space.dim, tag)
         warm = self._hyper_cache.get(key)
         model = fit_gp(
@@ -240,16 +221,8 @@ class ParetoSampler(ModelBasedSampler):
             idx = self._rng.choice(idx, 10, replace=False)
         return X[idx]
 
-    def _ehvi_point(
-        self,
-        space: SpaceEncoding,
-        X: np.ndarray,
-        Y: np.ndarray,
-        X_run: np.ndarray | None,
-        seen: np.ndarray | None,
-        bad: np.ndarray | None,
-        ref: np.ndarray | None,
-    ) -> np.ndarray:
+    def _ehvi_point(self, observed: Observed, Y: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+        space, X, X_run = observed.space, observed.X, observed.X_run
         m = Y.shape[1]
         with single_thread():
             # Objectives on a common scale (observed range -> [0, 1]): the boxes and the
@@ -286,40 +259,23 @@ class ParetoSampler(ModelBasedSampler):
                 n_per_seed=32,
                 lengthscales=np.min([mdl.lengthscales for mdl in models], axis=0),
             )
-        return first_new(rows, space, seen, bad, self._rng)
+        return first_new(rows, space, observed.seen, observed.bad, self._rng)
 
-    def _parego_point(
-        self,
-        space: SpaceEncoding,
-        X: np.ndarray,
-        Y: np.ndarray,
-        X_run: np.ndarray | None,
-        seen: np.ndarray | None,
-        bad: np.ndarray | None,
-        index: int,
-    ) -> np.ndarray:
+    def _parego_point(self, observed: Observed, Y: np.ndarray, index: int) -> np.ndarray:
         m = Y.shape[1]
         w = np.random.RandomState((self._weights_seed + index) % 2**32).dirichlet(np.ones(m))
         Yn, _, _ = _unit_range(Y)
         # augmented Chebyshev scalarisation (to be minimised); the model maximises its negative
         score = -(np.max(w * Yn, axis=1) + 0.05 * np.sum(w * Yn, axis=1))
-        with single_thread():
-            model = self._fit(space, X, score, -1)
-            best = float(model.to_standard(np.max(score)))
-            cond = model
-            if X_run is not None and len(X_run):
-                mean_run, _ = model.posterior(X_run)
-                cond = model.condition_on(X_run, np.minimum(mean_run, np.max(score)))
-            rows, _ = optimize_acquisition(
-                lambda Xq: log_ei(*cond.posterior_standard(Xq), best),
-                space,
-                self._rng,
-                n_candidates=self.n_candidates,
-                n_restarts=self.n_restarts,
-                seeds=X[np.argsort(-score, kind="stable")[:5]],
-                lengthscales=model.lengthscales,
-            )
-        return first_new(rows, space, seen, bad, self._rng)
+        return propose(
+            observed,
+            score,
+            self._rng,
+            fit=lambda X, y: self._fit(observed.space, X, y, -1),
+            acquisition=lambda model, best: lambda Xq: log_ei(*model.posterior_standard(Xq), best),
+            n_candidates=self.n_candidates,
+            n_restarts=self.n_restarts,
+        )
 
 
 def _unit_range(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -330,4 +286,27 @@ def _unit_range(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (Y - lo) / span, lo, span
 
 
-__all__ = ["METHODS", "ParetoSampler", "validate_pareto_options"]
+class _ParetoRules(StrategyRules):
+    def check_objectives(self, n_objectives: int) -> None:
+        check_objectives(n_objectives)
+
+    def check_option_values(self, options: Mapping[str, Any], n_objectives: int) -> None:
+        validate_pareto_options(
+            n_objectives,
+            **{
+                k: options[k]
+                for k in ("reference_point", "method", "n_startup_trials")
+                if k in options
+            },
+        )
+
+
+RULES = _ParetoRules("pareto", ParetoSampler)
+
+__all__ = [
+    "METHODS",
+    "RULES",
+    "ParetoSampler",
+    "validate_pareto_options",
+    "validate_reference_point",
+]

@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial
 from scipy.stats import qmc
 
 from nemo_rl_sweep.samplers.base import SpaceSampler, from_unit
+from nemo_rl_sweep.samplers.rules import StrategyRules
 
 
 class RandomSampler(SpaceSampler):
@@ -51,3 +52,6 @@ class RandomSampler(SpaceSampler):
                 None if self._seed is None else (self._seed, trial.number)
             ).uniform(size=len(names))
         return {name: from_unit(search_space[name], float(u)) for name, u in zip(names, point)}
+
+
+RULES = StrategyRules("random", RandomSampler)

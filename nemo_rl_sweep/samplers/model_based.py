@@ -1,33 +1,32 @@
-"""What the GP samplers (``bayes``, ``pareto``) share.
+"""What the GP samplers (``bayes``, ``pareto``) add to the shared base: one notion of "what has been tried".
 
 Both learn from the same trials in the same way: finished trials (and pruned ones, with the value
 they stopped at) are fitted; trials still RUNNING are pending points to condition on; FAIL trials are
 never fitted and never proposed again. Both start with the same seeded Sobol sequence, hand anything
-outside the modelled space to Optuna's RandomSampler, and never propose a point twice. Keeping that
-in one place keeps the two strategies' notion of "what has been tried" the same.
+outside the modelled space to Optuna's RandomSampler (the base's fallback), and never propose a point
+twice.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, RandomSampler
-from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep import ledger
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.gp import Hyperparameters
-from nemo_rl_sweep.samplers._encoding import SpaceEncoding, modelable_space
+from nemo_rl_sweep.gp.search_space import SpaceEncoding, modelable_space
+from nemo_rl_sweep.samplers.base import SpaceSampler
+from nemo_rl_sweep.samplers.rules import OPTIONS_KEY
 
-OPTIONS_KEY = "hydra.sweeper.strategy_options"
 # the params a trial was given, stored at once, so a concurrent ask sees them while it runs
 PARAMS_ATTR = "nemo_rl_sweep:relative_params"
 SEEN_TOL = 1e-9  # two encoded points closer than this (max norm) are the same point
@@ -65,8 +64,21 @@ class History:
         return space.encode(self.failed) if self.failed else None
 
 
-class ModelBasedSampler(BaseSampler):
-    """The Optuna sampler protocol and the bookkeeping of a GP sampler; subclasses propose points."""
+@dataclass
+class Observed:
+    """What a model proposes from: the encoded finished points and their values (n, objectives),
+    the running points, and the points not to propose again (``seen``; near ``bad``)."""
+
+    space: SpaceEncoding
+    X: np.ndarray
+    values: np.ndarray
+    X_run: np.ndarray | None
+    seen: np.ndarray | None
+    bad: np.ndarray | None
+
+
+class ModelBasedSampler(SpaceSampler):
+    """The base sampler plus the bookkeeping of a GP sampler; subclasses propose points."""
 
     def __init__(
         self,
@@ -74,50 +86,54 @@ class ModelBasedSampler(BaseSampler):
         *,
         seed: int | None,
         n_startup_trials: int,
+        fallback: BaseSampler | None = None,
     ) -> None:
         check_startup_trials(n_startup_trials)
-        self._search_space = dict(search_space) if search_space is not None else None
-        self._seed = seed
-        self._rng = np.random.RandomState(seed)
+        if fallback is None:
+            fallback = RandomSampler(seed=seed)
+        super().__init__(search_space, seed=seed, fallback=fallback)
         self._sobol_seed = int(self._rng.randint(2**31 - 1))
-        self._independent = RandomSampler(seed=seed)
-        self._intersection = IntersectionSearchSpace()
         self.n_startup_trials = int(n_startup_trials)
         self._hyper_cache: dict[tuple, Hyperparameters] = {}
         self._sobol_cache: dict[tuple, np.ndarray] = {}
 
-    # -- Optuna sampler protocol -----------------------------------------------------------------
-    def reseed_rng(self) -> None:
-        self._rng = np.random.RandomState()
-        self._independent.reseed_rng()
+    def check_study(self, study: Study) -> None:
+        """Raise ``SweepConfigError`` if this sampler cannot serve ``study`` (called on every ask)."""
 
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        if self._search_space is not None:
-            return modelable_space(self._search_space)
-        return modelable_space(self._intersection.calculate(study))
+        self.check_study(study)
+        return modelable_space(super().infer_relative_search_space(study, trial))
 
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._independent.sample_independent(study, trial, param_name, param_distribution)
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        """A Sobol point while fewer than ``n_startup_trials`` are done, then the model's point."""
+        if not search_space:
+            return {}
+        space = SpaceEncoding(search_space)
+        history = self._history(study, trial, search_space)
+        seen, bad = history.seen(space), history.bad(space)
+        if len(history.done) < self.n_startup_trials:
+            x = self._startup_point(space, trial.number, seen, bad)
+        else:
+            observed = Observed(
+                space,
+                X=space.encode([p for p, _ in history.done]),
+                values=np.array([v for _, v in history.done], dtype=float),
+                X_run=space.encode(history.running) if history.running else None,
+                seen=seen,
+                bad=bad,
+            )
+            x = self._model_point(observed, study, trial)
+        params = space.decode(x)
+        self._remember(study, trial, params)
+        return params
 
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self._independent.before_trial(study, trial)
-
-    def after_trial(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        self._independent.after_trial(study, trial, state, values)
+    def _model_point(self, observed: Observed, study: Study, trial: FrozenTrial) -> np.ndarray:
+        """The encoded point the model proposes for ``trial``."""
+        raise NotImplementedError
 
     # -- shared steps of a suggestion ------------------------------------------------------------
     def _history(
