@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from nemo_rl_sweep import ledger
 from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
 from nemo_rl_sweep.objectives import Objectives, TrialFailure
-from nemo_rl_sweep.progress import ConsoleProgress
+from nemo_rl_sweep.outputs.progress import ConsoleProgress
 from nemo_rl_sweep.pruning import check_pruner, record_pruner
 from nemo_rl_sweep.samplers.grid import GridSampler
 from nemo_rl_sweep.space import SearchSpace, trial_overrides
@@ -422,7 +422,7 @@ class Sweep:
             )
 
     def _write_results(self, study: optuna.Study) -> None:
-        from nemo_rl_sweep.results import write_results
+        from nemo_rl_sweep.outputs.results import write_results
 
         write_results(study, self.sweep_dir, self.storage_url)
 
