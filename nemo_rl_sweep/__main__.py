@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from nemo_rl_sweep import report
+    from nemo_rl_sweep.outputs import report
 
     parser = argparse.ArgumentParser(
         prog="python -m nemo_rl_sweep", description=__doc__.split("\n")[0]

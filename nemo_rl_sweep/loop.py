@@ -32,7 +32,7 @@ from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims
 from nemo_rl_sweep.errors import SweepStopped
 from nemo_rl_sweep.job import JobOutcome, TrialJob
 from nemo_rl_sweep.objectives import FailureKind, Objectives, TrialFailure
-from nemo_rl_sweep.progress import ConsoleProgress
+from nemo_rl_sweep.outputs.progress import ConsoleProgress
 from nemo_rl_sweep.pruning import record_pruner
 from nemo_rl_sweep.settings import SweepPlan, SweepSettings, check_settings
 from nemo_rl_sweep.space import SearchSpace, trial_overrides
@@ -273,7 +273,7 @@ class Sweep:
             )
 
     def _write_results(self, study: optuna.Study) -> None:
-        from nemo_rl_sweep.results import write_results
+        from nemo_rl_sweep.outputs.results import write_results
 
         write_results(study, self.sweep_dir, self.storage_url)
 

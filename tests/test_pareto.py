@@ -1,9 +1,7 @@
-"""Pareto strategy: fronts, exact hypervolume, log-EHVI, the sampler on real Optuna studies and the
-result writers."""
+"""Pareto strategy: fronts, exact hypervolume, log-EHVI, the sampler on real Optuna studies."""
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from pathlib import Path
@@ -24,12 +22,6 @@ from nemo_rl_sweep.pareto import (
     non_dominated_sort,
     pareto_front,
     pareto_front_mask,
-)
-from nemo_rl_sweep.pareto_results import (
-    format_front_table,
-    front_hypervolume,
-    pareto_solutions,
-    write_pareto_results,
 )
 from nemo_rl_sweep.samplers.pareto import (
     ParetoSampler,
@@ -297,73 +289,3 @@ def test_bad_input_is_refused_before_any_trial():
     with pytest.raises(SweepConfigError, match="metric"):
         validate_pareto_options(1)
     np.testing.assert_allclose(validate_pareto_options(2, reference_point=[0, 5]), [0, 5])
-
-
-# -- results ------------------------------------------------------------------------------------
-def test_result_writers(tmp_path):
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    study.set_metric_names(["validation/accuracy", "timing/train/total_step_time"])
-    dist = {"policy.optimizer.kwargs.lr": optuna.distributions.FloatDistribution(1e-6, 1e-3)}
-    rows = [(1e-5, 0.50, 1.0), (3e-5, 0.70, 2.0), (1e-4, 0.60, 3.0), (3e-4, 0.90, 5.0)]
-    for lr, acc, st in rows:
-        study.add_trial(
-            optuna.trial.create_trial(
-                params={"policy.optimizer.kwargs.lr": lr},
-                distributions=dist,
-                values=[acc, st],
-                user_attrs={"overrides": [f"policy.optimizer.kwargs.lr={lr}"]},
-            )
-        )
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
-
-    sols = write_pareto_results(study, tmp_path / "sweep")
-    assert [s["number"] for s in sols] == [3, 1, 0]  # best accuracy first; trial 2 is dominated
-    assert sols[0]["params"] == {"policy.optimizer.kwargs.lr": 3e-4}
-    assert sols[0]["values"] == {"validation/accuracy": 0.9, "timing/train/total_step_time": 5.0}
-    assert sols[0]["overrides"] == ["policy.optimizer.kwargs.lr=0.0003"]
-    assert pareto_solutions(study) == sols
-    # default reference: (0.5 - 0.04, 5 + 0.4); the staircase, column by column from the right
-    hv, ref = front_hypervolume(study)
-    np.testing.assert_allclose(ref, [0.46, 5.4])
-    assert hv == pytest.approx(0.2 * 0.4 + 0.2 * 3.4 + 0.04 * 4.4)
-    assert front_hypervolume(study, [0.0, 10.0])[0] == pytest.approx(0.2 * 5 + 0.2 * 8 + 0.5 * 9)
-
-    with (tmp_path / "sweep" / "pareto.csv").open() as f:
-        table = list(csv.reader(f))
-    assert table[0] == [
-        "number",
-        "validation/accuracy",
-        "timing/train/total_step_time",
-        "policy.optimizer.kwargs.lr",
-    ]
-    assert [r[0] for r in table[1:]] == ["3", "1", "0"]
-    assert float(table[2][1]) == 0.7 and float(table[2][2]) == 2.0 and float(table[2][3]) == 3e-5
-
-    import matplotlib.image
-
-    img = matplotlib.image.imread(tmp_path / "sweep" / "pareto_front.png")
-    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
-    assert img[..., :3].std() > 0.01  # something is drawn, not a blank canvas
-
-    text = format_front_table(study)
-    assert "Pareto front: 3 of 4 completed trials" in text
-    assert "validation/accuracy (max)" in text and "0.0003" in text
-
-
-def test_result_writers_on_three_objectives_and_empty_study(tmp_path):
-    study = optuna.create_study(directions=["minimize"] * 3)
-    rng = np.random.default_rng(0)
-    for _ in range(10):
-        study.add_trial(
-            optuna.trial.create_trial(params={}, distributions={}, values=rng.random(3).tolist())
-        )
-    sols = write_pareto_results(study, tmp_path / "a")
-    assert len(sols) >= 1
-    assert set(sols[0]["values"]) == {"objective_0", "objective_1", "objective_2"}
-    assert (tmp_path / "a" / "pareto_front.png").stat().st_size > 1000
-
-    empty = optuna.create_study(directions=["minimize"] * 2)
-    assert write_pareto_results(empty, tmp_path / "b") == []
-    assert front_hypervolume(empty) is None
-    assert (tmp_path / "b" / "pareto.csv").read_text().strip() == "number,objective_0,objective_1"
-    assert format_front_table(empty) == "Pareto front: no completed trials."

@@ -23,13 +23,14 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from nemo_rl_sweep.outputs.format import clean_text, format_duration, short_names
 from optuna.trial import TrialState
 
 from nemo_rl_sweep import ledger
-from nemo_rl_sweep.plots import PLOTS_DIR, write_plots
-from nemo_rl_sweep.progress import ConsoleProgress, clean_text, format_duration, short_names
-from nemo_rl_sweep.report import run_report
-from nemo_rl_sweep.summary import format_summary
+from nemo_rl_sweep.outputs.plots import PLOTS_DIR, write_plots
+from nemo_rl_sweep.outputs.progress import ConsoleProgress
+from nemo_rl_sweep.outputs.report import run_report
+from nemo_rl_sweep.outputs.summary import format_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "tests" / "apps" / "toy.py"

@@ -150,8 +150,8 @@ class NemoRLSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self._ledger_url, self._study_name = sweep.storage_url, sweep.study_name
         result = sweep.run()
-        from nemo_rl_sweep.plots import write_plots
-        from nemo_rl_sweep.summary import print_summary
+        from nemo_rl_sweep.outputs.plots import write_plots
+        from nemo_rl_sweep.outputs.summary import print_summary
 
         write_plots(result.study, result.sweep_dir)  # never raises; a failed plot is one line
         print_summary(result.study, result.sweep_dir, result.storage_url)

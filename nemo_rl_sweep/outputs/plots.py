@@ -10,9 +10,11 @@ plots that fit the study and writes them; it draws nothing by hand:
   the slices for up to three parameters, else the parallel coordinates);
 - ``intermediate_values``: the learning curves that trials reported, pruned ones included;
 - ``timeline``: when each trial ran and how it ended (HTML);
-- ``pareto_front``: the front for two or three objectives (HTML; the PNG of the front is written by
-  ``nemo_rl_sweep.pareto_results`` with the results and not redrawn here);
+- ``pareto_front``: the front for two or three objectives (HTML);
 - ``index.html``: every HTML figure on one page.
+
+Beside them, :func:`plot_front` draws ``pareto_front.png``: every pair of objectives with the front
+marked, which the result files of a multi-objective sweep carry after every batch.
 
 HTML files share one ``plotly.min.js`` in the same folder, so they open offline (a cluster has no CDN)
 without carrying 4 MB each; no kaleido is needed. Writing plots never fails a sweep: a plot that cannot
@@ -31,10 +33,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nemo_rl_sweep.progress import PREFIX, clean_text, short_names
-from nemo_rl_sweep.results import metric_names
+from nemo_rl_sweep.outputs.format import PREFIX, clean_text, metric_names, short_names
 
 PLOTS_DIR = "plots"
+PARETO_PNG = "pareto_front.png"
 PNG_DPI = 100
 MAX_SLICE_PARAMS = 3
 
@@ -222,6 +224,48 @@ def _write_index(study_name: str, figures: Sequence[tuple[PlotSpec, Any]], path:
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def plot_front(
+    study: optuna.Study,
+    front: Sequence[FrozenTrial],
+    trials: Sequence[FrozenTrial],
+    path: str | Path,
+) -> Path:
+    """Save a PNG of ``trials`` with their Pareto ``front`` marked, one panel per pair of objectives
+    (the first four objectives at most)."""
+    import numpy as np
+
+    plt = _pyplot()
+    path = Path(path)
+    names = metric_names(study)
+    m = len(names)
+    pairs = [(i, j) for i in range(min(m, 4)) for j in range(i + 1, min(m, 4))]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.2), squeeze=False)
+    for ax, (i, j) in zip(axes[0], pairs, strict=True):
+        if trials:
+            v = np.array([t.values for t in trials])
+            ax.scatter(v[:, i], v[:, j], s=14, c="0.7", label="trials")
+        if front:
+            f = np.array([t.values for t in front])
+            order = np.argsort(f[:, i])
+            ax.scatter(f[:, i], f[:, j], s=30, c="tab:red", label="Pareto front", zorder=3)
+            if m == 2:  # the attainment staircase; its shape depends on the x direction
+                x_max = study.directions[i] == optuna.study.StudyDirection.MAXIMIZE
+                style = "steps-pre" if x_max else "steps-post"
+                ax.plot(f[order, i], f[order, j], c="tab:red", lw=1, drawstyle=style)
+        else:
+            ax.text(0.5, 0.5, "no completed trials", ha="center", transform=ax.transAxes)
+        ax.set_xlabel(names[i])
+        ax.set_ylabel(names[j])
+        ax.grid(alpha=0.3)
+        if trials:
+            ax.legend(loc="best", fontsize=8)
+    fig.suptitle(f"Pareto front: {len(front)} of {len(trials)} completed trials", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=PNG_DPI)
+    plt.close(fig)
     return path
 
 

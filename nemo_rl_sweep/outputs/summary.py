@@ -18,16 +18,29 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep import ledger
-from nemo_rl_sweep.progress import (
+from nemo_rl_sweep.outputs.format import (
     PREFIX,
     clean_text,
+    direction_names,
     format_duration,
     format_number,
+    metric_names,
+    objectives_text,
+    param_names,
     short_names,
+    table,
+    trial_duration,
 )
-from nemo_rl_sweep.results import RESULTS_FILE, TRIALS_FILE, metric_names
+from nemo_rl_sweep.outputs.plots import PLOTS_DIR
+from nemo_rl_sweep.outputs.results import (
+    PARETO_CSV,
+    RESULTS_FILE,
+    TRIALS_FILE,
+    completed_trials,
+    front_hypervolume,
+    pareto_trials,
+)
 
-PLOTS_DIR = "plots"
 TOP_N = 5
 MAX_FAILURES_SHOWN = 10
 
@@ -64,7 +77,7 @@ def format_summary(
         else:
             lines.append("No trial completed yet, so there is no best trial.")
     else:
-        lines += _pareto_block(study, trials)
+        lines += _pareto_block(study)
     lines += _running_block(trials)
     lines += _pruned_block(trials)
     lines += _failure_block(trials)
@@ -79,9 +92,6 @@ def format_summary(
 def _headline(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
     counts = {s: sum(t.state == s for t in trials) for s in TrialState}
     strategy = study.user_attrs.get(ledger.STUDY_ATTR_STRATEGY)
-    objective = ", ".join(
-        f"{n} ({d.name.lower()})" for n, d in zip(metric_names(study), study.directions)
-    )
     parts = [
         f"{counts[TrialState.COMPLETE]} complete",
         f"{counts[TrialState.PRUNED]} pruned",
@@ -94,7 +104,7 @@ def _headline(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
     return (
         f"{PREFIX} study {study.study_name!r}"
         + (f" ({strategy})" if strategy else "")
-        + f", objective {objective}: {len(trials)} trials, "
+        + f", objective {objectives_text(study)}: {len(trials)} trials, "
         + ", ".join(parts)
     )
 
@@ -129,7 +139,7 @@ def _top_block(
     ranked = _sorted_best(study, complete)[:top]
     if len(ranked) < 2:
         return []
-    keys = _param_keys(ranked)
+    keys = param_names(ranked)
     short = short_names(keys)
     headers = ["rank", "trial", name] + [short[k] for k in keys] + ["time"]
     rows = [
@@ -143,39 +153,45 @@ def _top_block(
     )
 
 
-def _pareto_block(study: optuna.Study, trials: Sequence[FrozenTrial]) -> list[str]:
-    """The front as the Pareto results module prints it (and its hypervolume); a plain table of
-    Optuna's ``best_trials`` when that module is not there."""
+def _pareto_block(study: optuna.Study) -> list[str]:
+    """The front as a table, and its hypervolume."""
     try:
-        from nemo_rl_sweep import pareto_results  # written with the pareto strategy
-    except ImportError:
-        pareto_results = None
-    if pareto_results is not None:
-        try:
-            text = pareto_results.format_front_table(study)
-            lines = [f"  {line}" if i else line for i, line in enumerate(text.splitlines())]
-            hv = pareto_results.front_hypervolume(study)
-            if hv is not None:
-                ref = ", ".join(format_number(x) for x in hv[1])
-                lines.append(f"Hypervolume {format_number(hv[0])} (reference point {ref})")
-            return lines
-        except Exception as exc:  # the summary must come out; say why the table did not
-            return [f"(Pareto table unavailable: {type(exc).__name__}: {clean_text(exc, 200)})"]
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
-        return ["No trial completed yet, so there is no Pareto front."]
-    front = sorted(study.best_trials, key=lambda t: t.values[0])
-    names = metric_names(study)
-    keys = _param_keys(front)
-    short = short_names(keys)
-    headers = ["trial"] + names + [short[k] for k in keys]
+        text = format_front_table(study)
+        lines = [f"  {line}" if i else line for i, line in enumerate(text.splitlines())]
+        hv = front_hypervolume(study)
+        if hv is not None:
+            ref = ", ".join(format_number(x) for x in hv[1])
+            lines.append(f"Hypervolume {format_number(hv[0])} (reference point {ref})")
+        return lines
+    except Exception as exc:  # the summary must come out; say why the table did not
+        return [f"(Pareto table unavailable: {type(exc).__name__}: {clean_text(exc, 200)})"]
+
+
+def format_front_table(study: optuna.Study, max_rows: int = 50) -> str:
+    """The front as a fixed-width text table (the last thing a pareto sweep prints)."""
+    trials = pareto_trials(study)
+    if not trials:
+        return "Pareto front: no completed trials."
+    params = param_names(trials)
+    objectives = (f"{n} ({d[:3]})" for n, d in zip(metric_names(study), direction_names(study)))
     rows = [
-        [str(t.number)]
-        + [format_number(v) for v in t.values]
-        + [format_number(t.params[k]) if k in t.params else "-" for k in keys]
-        for t in front
+        [str(t.number), *(format_number(v, 6) for v in t.values)]
+        + [format_number(t.params.get(p, ""), 6) for p in params]
+        for t in trials[:max_rows]
     ]
-    return [f"Pareto front: {len(front)} of {len(complete)} complete trials"] + table(headers, rows)
+    out = [f"Pareto front: {len(trials)} of {len(completed_trials(study))} completed trials"]
+    out += table(
+        ["trial", *objectives, *params],
+        rows,
+        indent="",
+        limit=None,
+        align_numbers=False,
+        rule=True,
+        trim=False,
+    )
+    if len(trials) > max_rows:
+        out.append(f"... {len(trials) - max_rows} more in {PARETO_CSV}")
+    return "\n".join(out)
 
 
 def _running_block(trials: Sequence[FrozenTrial]) -> list[str]:
@@ -261,57 +277,6 @@ def _files_block(study: optuna.Study, sweep_dir: Path, storage_url: str) -> list
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def trial_duration(t: FrozenTrial) -> float | None:
-    """The job's own duration when the sweeper measured it, else the ledger's start-to-end time."""
-    if ledger.ATTR_DURATION in t.user_attrs:
-        try:
-            return float(t.user_attrs[ledger.ATTR_DURATION])
-        except (TypeError, ValueError):
-            pass
-    if t.datetime_start and t.datetime_complete:
-        return (t.datetime_complete - t.datetime_start).total_seconds()
-    return None
-
-
-def table(
-    headers: Sequence[str] | None,
-    rows: Sequence[Sequence[str]],
-    indent: str = "  ",
-    limit: int | None = 120,
-) -> list[str]:
-    """Columns padded to their widest cell; numbers are right-aligned, words left-aligned."""
-    cells = ([list(headers)] if headers else []) + [[clean_text(c, limit) for c in r] for r in rows]
-    if not cells:
-        return []
-    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(len(cells[0]))]
-    numeric = [
-        all(_looks_numeric(r[i]) for r in cells[1 if headers else 0 :] if i < len(r))
-        for i in range(len(widths))
-    ]
-    out = []
-    for r in cells:
-        padded = [(c.rjust(w) if num else c.ljust(w)) for c, w, num in zip(r, widths, numeric)]
-        out.append((indent + "  ".join(padded)).rstrip())
-    return out
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return text in ("-",)
-
-
-def _param_keys(trials: Sequence[FrozenTrial]) -> list[str]:
-    keys: list[str] = []
-    for t in trials:
-        for k in t.params:
-            if k not in keys:
-                keys.append(k)
-    return keys
 
 
 def _overrides(t: FrozenTrial) -> list[str]:

@@ -12,84 +12,27 @@ object with the same methods.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep import ledger
-
-PREFIX = "[sweep]"
-
-# C0/C1 control characters and ANSI escape sequences; a job's error text may hold any of them
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from nemo_rl_sweep.outputs.format import (
+    PREFIX,
+    clean_text,
+    format_duration,
+    format_number,
+    format_params,
+    metric_names,
+    objectives_text,
+)
 
 _COLOURS = {"COMPLETE": "32", "PRUNED": "33", "FAIL": "31", "RUNNING": "36"}
-
-
-def clean_text(text: Any, limit: int | None = 300) -> str:
-    """One printable line: escape sequences dropped, newlines and tabs turned into spaces."""
-    text = _ANSI.sub("", str(text))
-    text = _CONTROL.sub(" ", text)
-    text = re.sub(r" {2,}", " ", text).strip()
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 3].rstrip() + "..."
-    return text
-
-
-def format_number(value: Any) -> str:
-    """Short numbers for a status line: 4 significant digits, ints and strings as they are."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.4g}"
-
-
-def format_duration(seconds: float | None) -> str:
-    """``42s``, ``3m05s``, ``2h07m``, ``1d03h``: readable at a glance, stable in width."""
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    s = max(0, int(round(seconds)))
-    if seconds < 10:
-        return f"{max(0.0, seconds):.1f}s"
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
-
-
-def short_names(keys: Sequence[str]) -> dict[str, str]:
-    """The shortest dotted suffix that still tells each key apart (``policy.optimizer.kwargs.lr`` -> ``lr``)."""
-    parts = {k: k.split(".") for k in keys}
-    out: dict[str, str] = {}
-    for key in keys:
-        for n in range(1, len(parts[key]) + 1):
-            cand = ".".join(parts[key][-n:])
-            clash = [o for o in keys if o != key and ".".join(parts[o][-n:]) == cand]
-            if not clash:
-                out[key] = cand
-                break
-        else:
-            out[key] = key
-    return out
-
-
-def format_params(params: dict[str, Any], limit: int = 160) -> str:
-    names = short_names(list(params))
-    return clean_text(", ".join(f"{names[k]}={format_number(v)}" for k, v in params.items()), limit)
 
 
 def stream_is_tty(stream: TextIO) -> bool:
@@ -151,12 +94,10 @@ class ConsoleProgress:
     def sweep_started(self, study: optuna.Study, n_trials: int | None) -> None:
         self.n_trials = n_trials
         self.started_at = self.clock()
-        names = study.metric_names or ["value"]
-        dirs = [d.name.lower() for d in study.directions]
         total = self._total(study.get_trials(deepcopy=False))
         self.message(
             f"study {study.study_name!r}: {total if total is not None else '?'} trials, objective "
-            + ", ".join(f"{n} ({d})" for n, d in zip(names, dirs))
+            + objectives_text(study)
         )
 
     def trial_started(self, number: int, overrides: Sequence[str]) -> None:
@@ -188,7 +129,7 @@ class ConsoleProgress:
     # ----------------------------------------------------------------------------- pieces
 
     def _trial_outcome(self, study: optuna.Study, trial: FrozenTrial) -> str:
-        names = study.metric_names or ["value"]
+        names = metric_names(study)
         if trial.state == TrialState.COMPLETE:
             shown = ", ".join(f"{n}={format_number(v)}" for n, v in zip(names, trial.values or []))
             return f"{self._paint('done', 'COMPLETE')}: {shown}"
@@ -246,7 +187,7 @@ def best_text(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return "best: none yet"
-    names = study.metric_names or ["value"]
+    names = metric_names(study)
     if len(study.directions) > 1:
         try:
             front = study.best_trials

@@ -22,7 +22,8 @@ import yaml
 
 from nemo_rl_sweep import ledger
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.results import RESULTS_FILE
+from nemo_rl_sweep.outputs.format import PREFIX
+from nemo_rl_sweep.outputs.results import RESULTS_FILE, write_pareto_results
 
 
 class ReportError(Exception):
@@ -106,7 +107,7 @@ def run_report(
     stream: TextIO | None = None,
 ) -> int:
     """Print the summary and write the plots; 0 on success, 2 when the target cannot be read."""
-    from nemo_rl_sweep.summary import print_summary
+    from nemo_rl_sweep.outputs.summary import print_summary
 
     stream = stream or sys.stdout
     err = sys.stderr if stream is sys.stdout else stream
@@ -119,10 +120,10 @@ def run_report(
         return 2
     folder = Path(out).resolve() if out is not None else default_out_dir(study, where)
     if plots:
-        from nemo_rl_sweep.plots import write_plots
+        from nemo_rl_sweep.outputs.plots import write_plots
 
         def say(text: str) -> None:
-            print(f"[sweep] {text}", file=stream)
+            print(f"{PREFIX} {text}", file=stream)
 
         write_plots(study, folder, log=say)
         if len(study.directions) > 1:
@@ -132,11 +133,7 @@ def run_report(
 
 
 def _write_front(study: optuna.Study, folder: Path, say: Callable[[str], None]) -> None:
-    """The front's table and PNG, as the Pareto results module writes them at the end of a sweep."""
-    try:
-        from nemo_rl_sweep.pareto_results import write_pareto_results
-    except ImportError:
-        return
+    """The front's table and PNG, as the result files of a sweep hold them."""
     try:
         write_pareto_results(study, folder)
     except Exception as exc:  # noqa: BLE001 - the summary still comes out
