@@ -14,7 +14,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.nemo_rl.config import (
+from nemo_rl_sweep.trainers.nemo_rl.config import (
     apply_overrides,
     key_exists,
     load_recipe,

@@ -178,14 +178,12 @@ class NemoRLSweeper(Sweeper):
                     f"Hydra cannot compose a trial config ({first})",
                     "fix the key or value it names",
                 ) from None
-            if OmegaConf.select(trial_cfg, "trainer.name") == "nemo_rl":
-                from nemo_rl_sweep.nemo_rl.runner import check_nemo_rl_trial
+            from nemo_rl_sweep.trainers import get_trainer
 
-                with open_dict(trial_cfg):
-                    trial_cfg.pop("hydra", None)
-                check_nemo_rl_trial(
-                    trial_cfg, None, self.settings.get("metric"), self.settings.get("direction")
-                )
+            trainer = get_trainer(OmegaConf.select(trial_cfg, "trainer.name", default="embedded"))
+            with open_dict(trial_cfg):
+                trial_cfg.pop("hydra", None)
+            trainer.check(trial_cfg, self.settings.get("metric"), self.settings.get("direction"))
 
     def _launch(self, jobs: Sequence[Any]) -> list[Any]:
         from nemo_rl_sweep.driver import JobOutcome
