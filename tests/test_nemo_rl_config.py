@@ -1,6 +1,6 @@
 """NeMo RL recipes load with NeMo RL's semantics; search-space groups address real keys.
 
-The eight YAML files under ../shared/nemo_rl are unmodified NeMo RL configs. The values checked
+The YAML files under ../shared/nemo_rl are unmodified NeMo RL configs (eight, six added later). The values checked
 here only come out right if ``defaults:`` inheritance (one, two and three levels), list
 replacement and interpolation through NeMo RL's resolvers all behave as in NeMo RL.
 """
@@ -37,6 +37,14 @@ ALL_EIGHT = [
     f"{LLM}/sft-llama3.2-1b-1n8g-fsdp2tp1.v3.yaml",
     f"{LLM}/dpo-llama3.2-1b-instruct-1n8g-fsdp2tp1.v2.yaml",
 ]
+ADDED_LATER = [  # PROVENANCE.md: the Megatron and OpenMathInstruct2 recipes, same NeMo RL commit
+    "grpo_math_1B_megatron.yaml",
+    "grpo_math_8B_megatron.yaml",
+    "sft_openmathinstruct2.yaml",
+    "sft_openmathinstruct2_megatron.yaml",
+    f"{LLM}/dpo-llama3.1-8b-instruct-4n8g-megatron.v2.yaml",
+    f"{LLM}/grpo-llama3.1-8b-instruct-2n8g-megatron-fp8-e2e.yaml",
+]
 
 
 def resolved(name: str) -> dict:
@@ -50,9 +58,9 @@ def at(cfg: dict, key: str):
     return node
 
 
-def test_fixture_folder_has_all_eight_files():
+def test_fixture_folder_has_all_eight_files_and_those_added_later():
     found = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml"))
-    assert found == sorted(ALL_EIGHT)
+    assert found == sorted(ALL_EIGHT + ADDED_LATER)
 
 
 @pytest.mark.parametrize("name", ALL_EIGHT)
