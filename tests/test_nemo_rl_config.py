@@ -1,8 +1,9 @@
 """NeMo RL recipes load with NeMo RL's semantics; search-space groups address real keys.
 
-The YAML files under ../shared/nemo_rl are unmodified NeMo RL configs (eight, six added later). The values checked
-here only come out right if ``defaults:`` inheritance (one, two and three levels), list
-replacement and interpolation through NeMo RL's resolvers all behave as in NeMo RL.
+The YAML files under ../shared/nemo_rl are unmodified NeMo RL configs (eight, and six added
+later). The values checked here only come out right if ``defaults:`` inheritance (one, two and
+three levels), list replacement and interpolation through NeMo RL's resolvers all behave as in
+NeMo RL.
 """
 
 from __future__ import annotations
