@@ -128,7 +128,7 @@ def run_trainer(job: tuple[str, int, int]) -> tuple[tuple[str, int], float]:
     returns the best final ``validation/accuracy`` over ``budget`` trials."""
     import copy
 
-    from nemo_rl_sweep.trainer import train
+    from nemo_rl_sweep.trainers.embedded import train
 
     sampler_name, seed, budget = job
     _quiet()
@@ -185,7 +185,7 @@ def _versions() -> str:
 
 def _trainer_available() -> bool:
     try:
-        import nemo_rl_sweep.trainer as tr
+        import nemo_rl_sweep.trainers.embedded as tr
 
         return hasattr(tr, "train") and (ROOT / "conf" / "recipe" / "grpo_tiny.yaml").exists()
     except Exception:

@@ -3,7 +3,7 @@ without a pruner, on the embedded GRPO trainer.
 
 For each seed, two sweeps run the same sampler with the same seed and the same number of trials over
 the ``grpo`` search space (conf/search_space/grpo.yaml) on the ``grpo_tiny`` recipe: one without a
-pruner, one with. Every trial is a real embedded-GRPO training (``nemo_rl_sweep.trainer.train``,
+pruner, one with. Every trial is a real embedded-GRPO training (``nemo_rl_sweep.trainers.embedded.train``,
 in-process, no Hydra) that reports each validation to its Optuna trial and stops when the pruner says
 so; the steps actually trained are counted (``on_step``).
 
@@ -84,7 +84,7 @@ def run_sweep(job: tuple[str, str, int, int]) -> dict[str, Any]:
 
     from nemo_rl_sweep.loop import suggest
     from nemo_rl_sweep.targets import build_from_target
-    from nemo_rl_sweep.trainer import train
+    from nemo_rl_sweep.trainers.embedded import train
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -120,14 +120,8 @@ def link_from_hydra() -> TrialLink | None:
 
 def run_training(cfg: Any, link: TrialLink | None = None) -> dict[str, float]:
     """Train once with ``cfg`` (the recipe plus a ``trainer`` section) and return its metrics."""
+    from nemo_rl_sweep.trainers import get_trainer
+
     on_validation = link.reporter() if link is not None else None
     name = cfg.trainer.name if "trainer" in cfg else "embedded"
-    if name == "embedded":
-        from nemo_rl_sweep.trainer import train
-
-        return train(cfg, on_validation=on_validation)
-    if name == "nemo_rl":
-        from nemo_rl_sweep.nemo_rl.runner import run_nemo_rl_trial
-
-        return run_nemo_rl_trial(cfg, on_validation=on_validation)
-    raise ValueError(f"trainer.name: unknown trainer {name!r}; use embedded or nemo_rl")
+    return get_trainer(name).run(cfg, on_validation=on_validation)

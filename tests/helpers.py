@@ -13,6 +13,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 TOY_APP = REPO / "tests" / "apps" / "toy.py"
 TRAIN_APP = REPO / "train.py"
+# the real NeMo RL configs: ../shared beside the project (CI lays it there; a git worktree gets a link)
+NEMO_RL_CONFIGS = REPO.parent / "shared" / "nemo_rl" / "examples" / "configs"
 
 
 def run_app(

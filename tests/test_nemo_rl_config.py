@@ -1,8 +1,9 @@
 """NeMo RL recipes load with NeMo RL's semantics; search-space groups address real keys.
 
-The eight YAML files under ../shared/nemo_rl are unmodified NeMo RL configs. The values checked
-here only come out right if ``defaults:`` inheritance (one, two and three levels), list
-replacement and interpolation through NeMo RL's resolvers all behave as in NeMo RL.
+The YAML files under ../shared/nemo_rl are unmodified NeMo RL configs (eight, and six added
+later). The values checked here only come out right if ``defaults:`` inheritance (one, two and
+three levels), list replacement and interpolation through NeMo RL's resolvers all behave as in
+NeMo RL.
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ import yaml
 from omegaconf import OmegaConf
 
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.nemo_rl.config import (
+from nemo_rl_sweep.trainers.nemo_rl.config import (
     apply_overrides,
     key_exists,
     load_recipe,
     missing_keys,
     register_resolvers,
 )
+from tests.helpers import NEMO_RL_CONFIGS
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO.parent / "shared" / "nemo_rl" / "examples" / "configs"
-if not CONFIGS.is_dir():  # the fixtures live next to the work tree
-    CONFIGS = Path("/work/shared/nemo_rl/examples/configs")
+CONFIGS = NEMO_RL_CONFIGS
 LLM = "recipes/llm"
 ALL_EIGHT = [
     "grpo_math_1B.yaml",
@@ -36,6 +36,14 @@ ALL_EIGHT = [
     f"{LLM}/grpo-llama3.2-1b-instruct-1n4g-fsdp2tp1.v3.yaml",
     f"{LLM}/sft-llama3.2-1b-1n8g-fsdp2tp1.v3.yaml",
     f"{LLM}/dpo-llama3.2-1b-instruct-1n8g-fsdp2tp1.v2.yaml",
+]
+ADDED_LATER = [  # PROVENANCE.md: the Megatron and OpenMathInstruct2 recipes, same NeMo RL commit
+    "grpo_math_1B_megatron.yaml",
+    "grpo_math_8B_megatron.yaml",
+    "sft_openmathinstruct2.yaml",
+    "sft_openmathinstruct2_megatron.yaml",
+    f"{LLM}/dpo-llama3.1-8b-instruct-4n8g-megatron.v2.yaml",
+    f"{LLM}/grpo-llama3.1-8b-instruct-2n8g-megatron-fp8-e2e.yaml",
 ]
 
 
@@ -50,9 +58,9 @@ def at(cfg: dict, key: str):
     return node
 
 
-def test_fixture_folder_has_all_eight_files():
+def test_fixture_folder_has_all_eight_files_and_those_added_later():
     found = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml"))
-    assert found == sorted(ALL_EIGHT)
+    assert found == sorted(ALL_EIGHT + ADDED_LATER)
 
 
 @pytest.mark.parametrize("name", ALL_EIGHT)

@@ -16,8 +16,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.nemo_rl.runner import NeMoRLRunError, run_nemo_rl_trial
-from nemo_rl_sweep.nemo_rl.tensorboard import ScalarLog, read_scalars
+from nemo_rl_sweep.trainers.nemo_rl.runner import NeMoRLRunError, run_nemo_rl_trial
+from nemo_rl_sweep.trainers.nemo_rl.tensorboard import ScalarLog, read_scalars
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
     from omegaconf import OmegaConf
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
-    from nemo_rl_sweep.nemo_rl.config import apply_overrides, load_recipe
+    from nemo_rl_sweep.trainers.nemo_rl.config import apply_overrides, load_recipe
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--config")
@@ -288,7 +288,7 @@ def test_scalar_log_reads_tensor_scalars_and_waits_for_partial_records(tmp_path)
 def embedded_runner(**objective) -> dict:
     return {
         "checkout": str(REPO),
-        "script": "nemo_rl_sweep.trainer.run_grpo",
+        "script": "nemo_rl_sweep.trainers.embedded.run_grpo",
         "command": [sys.executable, "-m"],
         "poll_interval_s": 0.1,
         "objective": {"tag": "validation/accuracy", **objective},
@@ -296,7 +296,7 @@ def embedded_runner(**objective) -> dict:
 
 
 def tiny_recipe(**changes):
-    from nemo_rl_sweep.nemo_rl.config import apply_overrides, load_recipe
+    from nemo_rl_sweep.trainers.nemo_rl.config import apply_overrides, load_recipe
 
     cfg = load_recipe(REPO / "conf" / "recipe" / "grpo_tiny.yaml")
     apply_overrides(cfg, ["grpo.max_num_steps=12", "grpo.val_period=4"])
@@ -307,7 +307,7 @@ def tiny_recipe(**changes):
 def test_runner_drives_the_embedded_script_and_matches_the_in_process_trainer(tmp_path):
     import numpy as np
 
-    from nemo_rl_sweep.trainer import train
+    from nemo_rl_sweep.trainers.embedded import train
 
     cfg = tiny_recipe(**{"policy.optimizer.kwargs.lr": 0.02, "grpo.seed": 3})
     seen_subprocess: list[tuple[int, float]] = []
@@ -348,7 +348,7 @@ def test_embedded_script_refusing_its_config_is_a_failed_trial_with_the_reason(t
 
 
 def test_objective_defaults_to_the_sweeps_metric_and_direction(checkout):
-    from nemo_rl_sweep.nemo_rl.runner import RunnerSettings
+    from nemo_rl_sweep.trainers.nemo_rl.runner import RunnerSettings
 
     settings = {**runner(checkout), "objective": {"tag": None, "reduce": "best"}}
     sft = RunnerSettings.from_cfg(settings, "validation/val_loss", "minimize").objective
@@ -399,7 +399,7 @@ def test_hydra_sweep_with_the_nemo_rl_runner_equals_the_in_process_trainer(tmp_p
     script = [
         "trainer=nemo_rl",
         f"trainer.checkout={REPO}",
-        "trainer.script=nemo_rl_sweep.trainer.run_grpo",
+        "trainer.script=nemo_rl_sweep.trainers.embedded.run_grpo",
         f"trainer.command=[{sys.executable},-m]",
         "trainer.poll_interval_s=0.2",
     ]
@@ -421,7 +421,7 @@ def test_hydra_sweep_with_the_nemo_rl_runner_equals_the_in_process_trainer(tmp_p
 
 
 def test_check_refuses_before_launch_what_the_runner_would_refuse(checkout, tmp_path):
-    from nemo_rl_sweep.nemo_rl.runner import check_nemo_rl_trial
+    from nemo_rl_sweep.trainers.nemo_rl.runner import check_nemo_rl_trial
 
     check_nemo_rl_trial(recipe(trainer=runner(checkout)))  # runner settings from cfg.trainer
     with pytest.raises(SweepConfigError) as err:
@@ -444,7 +444,7 @@ def test_sigterm_to_the_job_stops_the_script_too(checkout, tmp_path):
         f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
-        from nemo_rl_sweep.nemo_rl.runner import run_nemo_rl_trial
+        from nemo_rl_sweep.trainers.nemo_rl.runner import run_nemo_rl_trial
         run_nemo_rl_trial({recipe(wait_after_validation=True)!r}, {runner(checkout)!r}, {str(job)!r})
         """
     )

@@ -28,7 +28,7 @@ ENV_VAR = "NEMO_RL_DIR"
 
 def _register_resolvers() -> None:
     """NeMo RL's ``mul``/``add``/``div``/``max`` resolvers, so a composed recipe can resolve."""
-    from nemo_rl_sweep.nemo_rl.config import register_resolvers
+    from nemo_rl_sweep.trainers.nemo_rl.config import register_resolvers
 
     register_resolvers()
 
@@ -73,7 +73,7 @@ class NeMoRLRecipeSource(ConfigSource):
 
     def load_config(self, config_path: str) -> ConfigResult:
         from nemo_rl_sweep.errors import SweepConfigError
-        from nemo_rl_sweep.nemo_rl.config import load_recipe
+        from nemo_rl_sweep.trainers.nemo_rl.config import load_recipe
 
         path = self._file(config_path)
         if path is None or not path.is_file():

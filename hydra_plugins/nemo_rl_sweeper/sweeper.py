@@ -199,12 +199,12 @@ class NemoRLSweeper(Sweeper):
                     f"Hydra cannot compose a trial config ({first})",
                     "fix the key or value it names",
                 ) from None
-            if OmegaConf.select(trial_cfg, "trainer.name") == "nemo_rl":
-                from nemo_rl_sweep.nemo_rl.runner import check_nemo_rl_trial
+            from nemo_rl_sweep.trainers import get_trainer
 
-                with open_dict(trial_cfg):
-                    trial_cfg.pop("hydra", None)
-                check_nemo_rl_trial(trial_cfg, None, self.settings.metric, self.settings.direction)
+            trainer = get_trainer(OmegaConf.select(trial_cfg, "trainer.name", default="embedded"))
+            with open_dict(trial_cfg):
+                trial_cfg.pop("hydra", None)
+            trainer.check(trial_cfg, self.settings.metric, self.settings.direction)
 
     def _launch(self, jobs: Sequence[Any]) -> list[Any]:
         from hydra_plugins.nemo_rl_sweeper.submitit_jobs import explain, is_submitit, launch_each
@@ -254,8 +254,10 @@ def _check_launcher(config: DictConfig) -> None:
 def _check_metrics(config: DictConfig, metric: Any) -> None:
     """A trainer that lists what it reports (``trainer.metrics``) lets us refuse a typo up front."""
     from nemo_rl_sweep.errors import SweepConfigError
+    from nemo_rl_sweep.trainers import get_trainer
 
-    reported = OmegaConf.select(config, "trainer.metrics", default=None)
+    trainer = get_trainer(OmegaConf.select(config, "trainer.name", default="embedded"))
+    reported = trainer.metrics(config)
     if reported is None:
         return
     names = [metric] if isinstance(metric, str) else list(_container(metric) or [])

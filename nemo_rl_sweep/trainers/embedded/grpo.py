@@ -29,10 +29,10 @@ from typing import Any
 
 import torch
 
-from nemo_rl_sweep.trainer.optim import AdamW, clip_grad_norm
-from nemo_rl_sweep.trainer.policy import TinyPolicy
-from nemo_rl_sweep.trainer.settings import GRPOSettings, to_plain
-from nemo_rl_sweep.trainer.task import DigitTask
+from nemo_rl_sweep.trainers.embedded.optim import AdamW, clip_grad_norm
+from nemo_rl_sweep.trainers.embedded.policy import TinyPolicy
+from nemo_rl_sweep.trainers.embedded.settings import GRPOSettings, to_plain
+from nemo_rl_sweep.trainers.embedded.task import DigitTask
 
 StepHook = Callable[[int, dict[str, float]], None]
 

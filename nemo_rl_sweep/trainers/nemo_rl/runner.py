@@ -41,7 +41,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +49,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.nemo_rl.config import register_resolvers
-from nemo_rl_sweep.nemo_rl.tensorboard import ScalarLog
+from nemo_rl_sweep.trainers import OnValidation
+from nemo_rl_sweep.trainers.nemo_rl.config import register_resolvers
+from nemo_rl_sweep.trainers.nemo_rl.tensorboard import ScalarLog
 
 __all__ = [
     "NeMoRLRunError",
@@ -62,7 +63,6 @@ __all__ = [
     "run_nemo_rl_trial",
 ]
 
-OnValidation = Callable[[int, dict[str, float]], None]
 _STEP_DIR = re.compile(r"step_(\d+)$")
 
 

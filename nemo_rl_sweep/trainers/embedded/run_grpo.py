@@ -5,7 +5,7 @@ the NeMo RL job runner launches such a script per trial and reads its files. Thi
 same way (same argument form, same struct-mode overrides, same output layout), so the runner is
 tested end to end with a real subprocess, no GPU and no NeMo RL needed::
 
-    python -m nemo_rl_sweep.trainer.run_grpo --config conf/recipe/grpo_tiny.yaml \\
+    python -m nemo_rl_sweep.trainers.embedded.run_grpo --config conf/recipe/grpo_tiny.yaml \\
         policy.optimizer.kwargs.lr=1e-2 logger.log_dir=/tmp/run/logs
 
 Overrides use Hydra's grammar on a struct config: an unknown key is an error unless written
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "recipe" / "grpo_tiny.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "conf" / "recipe" / "grpo_tiny.yaml"
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -43,7 +43,7 @@ def load_config(path: str | Path, overrides: list[str]) -> dict[str, Any]:
     """The recipe with NeMo RL's inheritance and struct-mode overrides applied, resolved."""
     from omegaconf import OmegaConf
 
-    from nemo_rl_sweep.nemo_rl.config import apply_overrides, load_recipe
+    from nemo_rl_sweep.trainers.nemo_rl.config import apply_overrides, load_recipe
 
     config = load_recipe(path)
     if overrides:
@@ -66,15 +66,15 @@ def _progress(step: int, total: int, metrics: dict[str, float]) -> str:
 
 def run(config: dict[str, Any]) -> dict[str, float]:
     """Train with ``config`` and write NeMo RL's layout; returns the final metrics."""
-    from nemo_rl_sweep.trainer.grpo import train
-    from nemo_rl_sweep.trainer.nemo_rl_layout import (
+    from nemo_rl_sweep.trainers.embedded.grpo import train
+    from nemo_rl_sweep.trainers.embedded.nemo_rl_layout import (
         CheckpointWriter,
         TensorBoardScalars,
         latest_checkpoint,
         load_state,
         next_experiment_dir,
     )
-    from nemo_rl_sweep.trainer.settings import GRPOSettings
+    from nemo_rl_sweep.trainers.embedded.settings import GRPOSettings
 
     settings = GRPOSettings.from_cfg(config)  # refuse bad values before writing anything
     logger, checkpointing = config.get("logger") or {}, config.get("checkpointing") or {}
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.config or DEFAULT_CONFIG
     try:
         config = load_config(path, overrides)
-        from nemo_rl_sweep.trainer.settings import GRPOSettings
+        from nemo_rl_sweep.trainers.embedded.settings import GRPOSettings
 
         GRPOSettings.from_cfg(config)
     except (SweepConfigError, KeyError, ValueError, TypeError) as exc:

@@ -12,11 +12,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nemo_rl_sweep.trainer import train
-from nemo_rl_sweep.trainer.grpo import group_advantages, kl_to_reference
-from nemo_rl_sweep.trainer.nemo_rl_layout import CheckpointWriter, next_experiment_dir
-from nemo_rl_sweep.trainer.optim import AdamW
-from nemo_rl_sweep.trainer.settings import GRPOSettings, to_plain
+from nemo_rl_sweep.trainers.embedded import train
+from nemo_rl_sweep.trainers.embedded.grpo import group_advantages, kl_to_reference
+from nemo_rl_sweep.trainers.embedded.nemo_rl_layout import CheckpointWriter, next_experiment_dir
+from nemo_rl_sweep.trainers.embedded.optim import AdamW
+from nemo_rl_sweep.trainers.embedded.settings import GRPOSettings, to_plain
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "conf" / "recipe" / "grpo_tiny.yaml"
@@ -188,7 +188,7 @@ def test_next_experiment_dir_and_keep_top_k(tmp_path):
 
 def _script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = [sys.executable, "-m", "nemo_rl_sweep.trainer.run_grpo", *args]
+    cmd = [sys.executable, "-m", "nemo_rl_sweep.trainers.embedded.run_grpo", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
 
 

@@ -1,0 +1,52 @@
+"""The trainers a trial can run, picked by the key ``trainer.name``.
+
+A trainer runs one trial and returns its metrics, says which metrics it writes, and checks a trial
+config before the sweep launches anything. The sweeper and the job only talk to this interface, so
+a new trainer is one subpackage here plus its name in ``TRAINER_NAMES``. Each trainer's module is
+imported when it is picked, so importing this package loads neither torch nor TensorBoard.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nemo_rl_sweep.errors import SweepConfigError
+
+__all__ = ["TRAINER_NAMES", "OnValidation", "Trainer", "get_trainer"]
+
+TRAINER_NAMES: tuple[str, ...] = ("embedded", "nemo_rl")
+
+OnValidation = Callable[[int, Mapping[str, float]], None]
+
+
+class Trainer:
+    """What every trainer offers; a subclass sets ``name`` and implements ``run``."""
+
+    name: str = ""
+
+    def run(self, cfg: Any, on_validation: OnValidation | None = None) -> dict[str, float]:
+        """Train once with the trial config ``cfg``; ``on_validation(step, metrics)`` may raise
+        (``optuna.TrialPruned``) to stop the run, and the exception propagates."""
+        raise NotImplementedError
+
+    def metrics(self, cfg: Any) -> list[str] | None:
+        """The metric names the trainer writes, as ``trainer.metrics`` lists them; None when the
+        config does not list them (then any name is taken on trust)."""
+        section = cfg.get("trainer") if isinstance(cfg, Mapping) else None
+        listed = section.get("metrics") if isinstance(section, Mapping) else None
+        return None if listed is None else [str(name) for name in listed]
+
+    def check(self, trial_cfg: Any, metric: Any, direction: Any) -> None:
+        """Refuse, with a :class:`SweepConfigError`, a trial config that could not run, before
+        anything is launched. ``metric`` and ``direction`` are the sweep's."""
+
+
+def get_trainer(name: Any) -> Trainer:
+    """The trainer ``trainer.name`` picks."""
+    if name not in TRAINER_NAMES:
+        raise SweepConfigError(
+            "trainer.name", f"unknown trainer {name!r}", "use one of " + ", ".join(TRAINER_NAMES)
+        )
+    return importlib.import_module(f"{__name__}.{name}").TRAINER
