@@ -129,13 +129,45 @@ def _rdb_storage(url: str, kwargs: dict[str, Any], attempts: int = 5) -> BaseSto
 @contextlib.contextmanager
 def _creation_lock(url: str) -> Iterator[None]:
     """Two sweepers started at once on a new SQLite file would both create its tables; take turns."""
-    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
-    if not path or path == ":memory:" or (os.path.exists(path) and os.path.getsize(path) > 0):
+    path = _file_of(url)
+    if path is None or (os.path.exists(path) and os.path.getsize(path) > 0):
         yield
         return
+    with _file_lock(path + ".lock"):
+        yield
+
+
+@contextlib.contextmanager
+def exclusive_ask(url: str) -> Iterator[None]:
+    """Hand out a WAITING trial to one process only.
+
+    Optuna's ``study.ask`` takes a waiting (enqueued) trial by reading its state and then writing
+    RUNNING; a database server locks the row between the two (``SELECT ... FOR UPDATE``), SQLite and
+    a journal file do not, so two sweepers could both take the same trial, run one grid point twice
+    and fail on the second ``tell``. For those storages the asks of all processes take turns.
+    """
+    path = _file_of(url)
+    if path is None:
+        yield
+        return
+    with _file_lock(path + ".ask.lock"):
+        yield
+
+
+def _file_of(url: str) -> str | None:
+    """The file behind a SQLite or journal URL (None for a server or an in-memory database)."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            path = url[len(prefix) :]
+            return path if path and path != ":memory:" else None
+    return None
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
     import fcntl
 
-    with open(path + ".lock", "a") as lock:
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -188,7 +188,9 @@ class Sweep:
     def _ask(self, study: optuna.Study, claims: Claims) -> optuna.Trial | None:
         """A new trial with every parameter sampled, or None when the claims allow no more."""
         while claims.room(study, 1) > 0:
-            trial = study.ask()
+            shared = study is self.study  # not the in-memory study of a preview
+            with ledger.exclusive_ask(self.storage_url) if shared else contextlib.nullcontext():
+                trial = study.ask()
             claim = claims.accept(study, trial)
             if claim is Claim.RETRY:
                 continue

@@ -136,3 +136,18 @@ def _dead_pid() -> int:
         except PermissionError:
             pass
         pid += 1
+
+
+def test_asks_of_several_processes_take_turns_on_file_storages(tmp_path):
+    """SQLite and journal files cannot lock a WAITING trial's row, so asks hold a file lock."""
+    import fcntl
+
+    url = ledger.default_storage_url(tmp_path)
+    with ledger.exclusive_ask(url):
+        lock_file = tmp_path / (ledger.DEFAULT_LEDGER_FILE + ".ask.lock")
+        with open(lock_file, "a") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process's ask would wait
+    with open(lock_file, "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released after the ask
+    with ledger.exclusive_ask("postgresql://db/ledger"):  # a server locks the row itself
+        pass
