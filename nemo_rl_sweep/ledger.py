@@ -45,6 +45,7 @@ ATTR_OWNER = "sweeper"
 ATTR_COPIED_FROM = "copied_from"  # warm start: "<study>#<number>" of the trial copied
 STUDY_ATTR_STRATEGY = "nemo_rl_sweep.strategy"
 STUDY_ATTR_SPACE = "nemo_rl_sweep.search_space"
+STUDY_ATTR_FREED_BYTES = "nemo_rl_sweep.checkpoints_freed_bytes"  # trainer.checkpoints=best|none
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

@@ -97,6 +97,7 @@ class NemoRLSweeper(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
         self.job_idx = 0
+        self._sweep: Any = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -149,7 +150,9 @@ class NemoRLSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self._ledger_url, self._study_name = sweep.storage_url, sweep.study_name
+        self._sweep = sweep
         result = sweep.run()
+        self._free_disk(result.study)
         from nemo_rl_sweep.outputs.plots import write_plots
         from nemo_rl_sweep.outputs.summary import print_summary
 
@@ -204,12 +207,51 @@ class NemoRLSweeper(Sweeper):
             trainer = get_trainer(OmegaConf.select(trial_cfg, "trainer.name", default="embedded"))
             with open_dict(trial_cfg):
                 trial_cfg.pop("hydra", None)
-            trainer.check(trial_cfg, self.settings.metric, self.settings.direction)
+            trainer.check(
+                trial_cfg,
+                self.settings.metric,
+                self.settings.direction,
+                trials_at_once=_trials_at_once(self.config, self.settings.n_jobs),
+            )
+
+    def _free_disk(self, study: Any) -> None:
+        """What finished trials no longer need goes (``trainer.checkpoints``); the bytes freed
+        add up in the ledger, for the summary. Never stops the sweep."""
+        from nemo_rl_sweep import ledger
+        from nemo_rl_sweep.trainers import FinishedTrial, get_trainer
+
+        try:
+            best = {t.number for t in study.best_trials}
+        except ValueError:
+            best = set()
+        finished = [
+            FinishedTrial(
+                t.user_attrs[ledger.ATTR_JOB_DIR],
+                study.study_name,
+                t.number,
+                self._ledger_url,
+                t.number in best,
+            )
+            for t in study.get_trials(deepcopy=False, states=ledger.FINISHED)
+            if t.user_attrs.get(ledger.ATTR_JOB_DIR)
+            and not t.user_attrs.get(ledger.ATTR_COPIED_FROM)
+        ]
+        trainer = get_trainer(OmegaConf.select(self.config, "trainer.name", default="embedded"))
+        try:
+            freed = trainer.free_disk(self.config, finished)
+        except OSError as exc:
+            print(f"[nemo_rl_sweep] could not delete checkpoints: {exc}", file=sys.stderr)
+            return
+        if freed:
+            total = int(study.user_attrs.get(ledger.STUDY_ATTR_FREED_BYTES, 0)) + freed
+            study.set_user_attr(ledger.STUDY_ATTR_FREED_BYTES, total)
 
     def _launch(self, jobs: Sequence[Any]) -> list[Any]:
         from hydra_plugins.nemo_rl_sweeper.submitit_jobs import explain, is_submitit, launch_each
         from nemo_rl_sweep.job import JobOutcome, job_overrides
 
+        if self._sweep is not None and self._sweep.study is not None:
+            self._free_disk(self._sweep.study)  # before the next batch writes its own
         batch = [
             list(job.overrides) + job_overrides(job.number, self._ledger_url, self._study_name)
             for job in jobs
@@ -249,6 +291,24 @@ def _check_launcher(config: DictConfig) -> None:
             "submitit_slurm needs Slurm's sbatch, which is not on PATH here",
             "run on a Slurm login node, or use hydra/launcher=basic (or joblib) on this machine",
         )
+
+
+def _trials_at_once(config: DictConfig, n_jobs: int) -> int | None:
+    """How many trials the launcher runs side by side on this node; None when they run on other
+    nodes (Slurm) or the launcher is not one we know."""
+    import os
+
+    target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+    if target.endswith("BasicLauncher"):
+        return 1
+    if target.endswith("JoblibLauncher"):
+        workers = int(OmegaConf.select(config, "hydra.launcher.n_jobs", default=-1) or -1)
+        if workers < 0:  # joblib: -1 is every core, -2 all but one, ...
+            workers = max(1, (os.cpu_count() or 1) + 1 + workers)
+        return max(1, min(n_jobs, workers))
+    if target.endswith("LocalLauncher"):  # submitit's local launcher
+        return max(1, n_jobs)
+    return None
 
 
 def _check_metrics(config: DictConfig, metric: Any) -> None:

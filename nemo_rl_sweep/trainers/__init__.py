@@ -9,16 +9,28 @@ imported when it is picked, so importing this package loads neither torch nor Te
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nemo_rl_sweep.errors import SweepConfigError
 
-__all__ = ["TRAINER_NAMES", "OnValidation", "Trainer", "get_trainer"]
+__all__ = ["TRAINER_NAMES", "FinishedTrial", "OnValidation", "Trainer", "get_trainer"]
 
 TRAINER_NAMES: tuple[str, ...] = ("embedded", "nemo_rl")
 
 OnValidation = Callable[[int, Mapping[str, float]], None]
+
+
+@dataclass(frozen=True)
+class FinishedTrial:
+    """A finished trial as the sweeper's ledger knows it, for :meth:`Trainer.free_disk`."""
+
+    job_dir: str
+    study: str
+    number: int
+    storage: str
+    best: bool  # among the best trials so far (the Pareto front for several objectives)
 
 
 class Trainer:
@@ -38,9 +50,17 @@ class Trainer:
         listed = section.get("metrics") if isinstance(section, Mapping) else None
         return None if listed is None else [str(name) for name in listed]
 
-    def check(self, trial_cfg: Any, metric: Any, direction: Any) -> None:
+    def check(
+        self, trial_cfg: Any, metric: Any, direction: Any, trials_at_once: int | None = None
+    ) -> None:
         """Refuse, with a :class:`SweepConfigError`, a trial config that could not run, before
-        anything is launched. ``metric`` and ``direction`` are the sweep's."""
+        anything is launched. ``metric`` and ``direction`` are the sweep's; ``trials_at_once``
+        is how many trials the launcher runs side by side on this node (None: on other nodes)."""
+
+    def free_disk(self, cfg: Any, finished: Sequence[FinishedTrial]) -> int:
+        """Delete what finished trials no longer need (as ``cfg`` asks); the bytes freed. The
+        sweeper calls it between batches and at the end."""
+        return 0
 
 
 def get_trainer(name: Any) -> Trainer:
