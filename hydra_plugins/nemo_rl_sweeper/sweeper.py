@@ -97,7 +97,7 @@ class NemoRLSweeper(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
         self.job_idx = 0
-        self._sweep: Any = None
+        self._running: Any = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -150,7 +150,7 @@ class NemoRLSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self._ledger_url, self._study_name = sweep.storage_url, sweep.study_name
-        self._sweep = sweep
+        self._running = sweep
         result = sweep.run()
         self._free_disk(result.study)
         from nemo_rl_sweep.outputs.plots import write_plots
@@ -250,8 +250,8 @@ class NemoRLSweeper(Sweeper):
         from hydra_plugins.nemo_rl_sweeper.submitit_jobs import explain, is_submitit, launch_each
         from nemo_rl_sweep.job import JobOutcome, job_overrides
 
-        if self._sweep is not None and self._sweep.study is not None:
-            self._free_disk(self._sweep.study)  # before the next batch writes its own
+        if self._running is not None and self._running.study is not None:
+            self._free_disk(self._running.study)  # before the next batch writes its own
         batch = [
             list(job.overrides) + job_overrides(job.number, self._ledger_url, self._study_name)
             for job in jobs

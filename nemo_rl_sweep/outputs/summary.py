@@ -269,7 +269,8 @@ def _files_block(study: optuna.Study, sweep_dir: Path, storage_url: str) -> list
     )
     freed = study.user_attrs.get(ledger.STUDY_ATTR_FREED_BYTES)
     if freed:
-        rows.append(["checkpoints", f"{freed / 1e9:.3g} GB freed (trainer.checkpoints)"])
+        size = f"{freed / 1e9:.3g} GB" if freed >= 1e8 else f"{freed / 1e6:.3g} MB"
+        rows.append(["checkpoints", f"{size} freed ({freed} bytes; trainer.checkpoints)"])
     rows.append(["ledger", f"{storage_url} (study {study.study_name!r})"])
     rows.append(["dashboard", f"optuna-dashboard {storage_url}"])
     again = (
