@@ -96,21 +96,44 @@ def test_standin_asserts_nemo_rls_batch_rule(tmp_path):
 
 
 def test_resume_and_a_second_sweeper_never_share_a_folder(tmp_path):
-    """A fixed sweep folder, a resumed study and a second study in it: every trial runs in its
-    own folder and reports its own numbers (the stand-in would resume another trial's run)."""
+    """A fixed sweep folder, a resumed study, two sweepers at once on one study and a second
+    study in it: every trial runs in its own folder and reports its own numbers (the stand-in
+    would resume another trial's run in a shared folder)."""
     fixed = f"hydra.sweep.dir={tmp_path / 'sweep'}"
     lrs = "policy.optimizer.kwargs.lr=tag(log, interval(1e-6, 3e-5))"
-    first = grpo_sweep(tmp_path, "hpo=random", lrs, fixed, "hydra.sweeper.study_name=s")
-    run_sweep(tmp_path, [*first, "hydra.sweeper.n_trials=2"])
-    run_sweep(tmp_path, [*first, "hydra.sweeper.n_trials=4", "hydra.sweeper.seed=7"])  # resume
-    other = grpo_sweep(tmp_path, "hpo=random", lrs, fixed, "hydra.sweeper.study_name=other")
-    run_sweep(tmp_path, [*other, "hydra.sweeper.n_trials=2"])
 
-    done = {("s", t.number): t for t in trials(tmp_path, "s")}
-    done.update({("other", t.number): t for t in trials(tmp_path, "other")})
-    assert len(done) == 6 and all(t.state.name == "COMPLETE" for t in done.values())
+    def args(study: str, n_trials: int, seed: int) -> list[str]:
+        return grpo_sweep(
+            tmp_path,
+            "hpo=random",
+            lrs,
+            fixed,
+            f"hydra.sweeper.study_name={study}",
+            f"hydra.sweeper.n_trials={n_trials}",
+            f"hydra.sweeper.seed={seed}",
+        )
+
+    run_sweep(tmp_path, args("s", 2, 1))
+    run_sweep(tmp_path, args("s", 4, 2))  # the same command, a bigger budget: a resume
+    pair = [
+        subprocess.Popen(
+            [sys.executable, str(TRAIN_APP), *args("pair", 4, seed)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (3, 4)
+    ]
+    assert [p.wait() for p in pair] == [0, 0], [p.stderr.read()[-2000:] for p in pair]
+    run_sweep(tmp_path, args("other", 2, 5))
+
+    done = {
+        (study, t.number): t for study in ("s", "pair", "other") for t in trials(tmp_path, study)
+    }
+    assert len(done) >= 10 and all(t.state.name == "COMPLETE" for t in done.values())
     folders = {key: Path(t.user_attrs["job_dir"]) for key, t in done.items()}
-    assert len(set(folders.values())) == 6
+    assert len(set(folders.values())) == len(done)
     for (study, number), trial in done.items():
         folder = folders[(study, number)]
         assert folder == tmp_path / "sweep" / study / f"trial_{number}"

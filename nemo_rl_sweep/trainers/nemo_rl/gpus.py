@@ -11,8 +11,8 @@ GPUs.
 The GPUs trials may use are ``NEMO_RL_SWEEP_GPUS`` (a comma list, e.g. ``0,1,2,3``: set it to
 share part of a node, or to test slots on a machine without GPUs), else ``CUDA_VISIBLE_DEVICES``,
 else the GPUs ``nvidia-smi -L`` lists; none of them means no GPU is known and no slot is taken.
-The lock files live in ``NEMO_RL_SWEEP_GPU_LOCKS`` (default: a folder of the user's in the
-system temp folder).
+The lock files live in ``NEMO_RL_SWEEP_GPU_LOCKS`` (default: a folder of the user's, and of the
+Slurm job's inside one, in the system temp folder).
 """
 
 from __future__ import annotations
@@ -95,7 +95,12 @@ def check_slots(need: int | None, visible: Sequence[str] | None, trials_at_once:
 
 
 def _lock_dir(env: Mapping[str, str]) -> Path:
-    default = Path(tempfile.gettempdir()) / f"nemo_rl_sweep-gpu-locks-{os.getuid()}"
+    """Per user; inside a Slurm job, per job too: Slurm may number each job's GPUs from 0, so two
+    jobs sharing a node must not lock each other's ``gpu0``."""
+    name = f"nemo_rl_sweep-gpu-locks-{os.getuid()}"
+    if env.get("SLURM_JOB_ID"):
+        name += f"-slurm{env['SLURM_JOB_ID']}"
+    default = Path(tempfile.gettempdir()) / name
     folder = Path(env.get(LOCKS_ENV) or default)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
