@@ -7,17 +7,17 @@ the KL penalty shifts the mean a little. Its runs are deterministic in (configur
 real trainer's are, and a lucky seed of a high-variance configuration often beats the true best
 configuration in one trial. The true best is (lr 3e-4, kl 0.01): mean 0.72, std 0.03.
 
-Each of the N sweeps (sweep s) runs a random search of ``--n-trials`` trials over the 12
-configurations (nemo_rl_sweep's RandomSampler, seed s; the trainer's seed key at its recipe value
-1000*s for every search trial), then, as ``hydra.sweeper.confirm: {top_k, seeds}`` does, re-runs the
-top-k distinct configurations with the seeds 1000*s+1, ... as confirmation trials of the same study
-(``nemo_rl_sweep.confirmation``: plan, enqueue, answer). Without confirmation the answer is the best
-single trial; with it, the configuration with the best mean over its runs.
+Each of the N sweeps (sweep s) is a real sweep of the library's loop (no Hydra; the launcher is a
+function that reads each job's overrides): ``strategy: random``, ``seed: s``, ``--n-trials`` trials
+over the 12 configurations, the trainer's seed key ``grpo.seed`` at its recipe value 1000*s for every
+search trial, and ``confirm: {top_k, seeds}``, which re-runs the top-k distinct configurations with
+the seeds 1000*s+1, ... as confirmation trials of the same study. Without confirmation the answer is
+the best single search trial; with it, the configuration with the best mean over its runs.
 
 The table goes to stdout and, between ``<!-- confirmation:start -->`` / ``<!-- confirmation:end -->``,
 into docs/benchmarks.md with the command and the versions. Numbers are whatever the run gives.
 
-    python benchmarks/confirmation_benchmark.py              # 20 sweeps, a few seconds
+    python benchmarks/confirmation_benchmark.py              # 20 sweeps, ~2 min on 2 shared cores
     python benchmarks/confirmation_benchmark.py --quick      # 4 sweeps, docs untouched
 """
 
@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import platform
 import shlex
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,6 @@ import optuna  # noqa: E402
 from docs_section import write_section  # noqa: E402
 
 from nemo_rl_sweep import confirmation  # noqa: E402
-from nemo_rl_sweep.samplers.random import RandomSampler  # noqa: E402
 from nemo_rl_sweep.space import parse_params  # noqa: E402
 
 LR_KEY = "policy.optimizer.kwargs.lr"
@@ -70,43 +72,64 @@ def train(params: dict[str, Any], seed: int) -> float:
     return float(np.clip(mean + std * noise, 0.0, 1.0))
 
 
-def run_trial(study: optuna.Study, distributions: dict[str, Any], default_seed: int) -> None:
-    """One trial as the sweep loop runs it: ask, suggest every key, run with the seed override."""
-    trial = study.ask()
-    params = {k: trial._suggest(k, d) for k, d in distributions.items()}
-    override = confirmation.seed_override(trial)
-    seed = int(override[0].split("=", 1)[1]) if override else default_seed
-    study.tell(trial, train(params, seed))
+def launch(jobs: Sequence[Any]) -> list[Any]:
+    """The sweep's launcher: each job's Hydra overrides (``key=value``) name its configuration and,
+    for a confirmation run, its seed; other jobs run at the recipe's seed."""
+    from nemo_rl_sweep.driver import JobOutcome
+
+    outcomes = []
+    for job in jobs:
+        values = dict(o.split("=", 1) for o in job.overrides)
+        params = {LR_KEY: float(values[LR_KEY]), KL_KEY: float(values[KL_KEY])}
+        seed = int(values.get(SEED_KEY, RECIPE_SEED[0]))
+        outcomes.append(JobOutcome(value={METRIC: train(params, seed)}, duration_s=0.0))
+    return outcomes
 
 
-def run_sweep(sweep: int, n_trials: int, top_k: int, seeds: int) -> dict[str, Any]:
-    distributions = parse_params(SPACE).distributions
-    study = optuna.create_study(
-        direction="maximize", sampler=RandomSampler(distributions, seed=sweep)
+RECIPE_SEED = [0]  # the recipe's grpo.seed of the sweep being run
+
+
+def run_sweep(sweep: int, n_trials: int, top_k: int, seeds: int, folder: Path) -> dict[str, Any]:
+    """One real sweep through the library's loop (``nemo_rl_sweep.driver.Sweep``, no Hydra): the
+    search, then the confirmation runs, in one SQLite ledger."""
+    from nemo_rl_sweep.driver import Sweep, SweepSettings
+    from nemo_rl_sweep.progress import ConsoleProgress
+
+    RECIPE_SEED[0] = 1000 * sweep
+    settings = SweepSettings(
+        strategy="random",
+        metric=METRIC,
+        direction="maximize",
+        n_trials=n_trials,
+        seed=sweep,
+        storage=f"sqlite:///{folder / 'ledger.db'}",
+        study_name=f"confirmation-{sweep}",
+        confirm={"top_k": top_k, "seeds": seeds, "seed_key": None},
     )
-    base_seed = 1000 * sweep
-    for _ in range(n_trials):
-        run_trial(study, distributions, base_seed)
-    search_best = dict(study.best_trial.params)
-    settings = confirmation.check_confirm({"top_k": top_k, "seeds": seeds}, n_trials)
-    assert settings is not None
-    record = confirmation.record_settings(study, settings, SEED_KEY, base_seed)
-    runs = confirmation.plan(study.get_trials(), study.directions, record)
-    confirmation.enqueue(study, confirmation.pending(study.get_trials(), runs))
-    for _ in runs:
-        run_trial(study, distributions, base_seed)
+    with open(os.devnull, "w") as quiet:
+        run = Sweep(
+            parse_params(SPACE),
+            settings,
+            launch,
+            folder / f"sweep-{sweep}",
+            progress=ConsoleProgress(quiet),
+        )
+        run.set_seed_key({SEED_KEY: RECIPE_SEED[0]}.__getitem__)
+        result = run.run()
+    study = result.study
+    search = [t for t in study.get_trials() if not confirmation.is_confirmation(t)]
+    search_best = dict(max(search, key=lambda t: t.value).params)
     answer = confirmation.study_answer(study)
-    assert answer is not None and answer.runs_done == len(runs)
+    assert answer is not None and answer.runs_done == answer.runs_planned
     confirmed = answer.best[0].params
-    sampled = any(t.params == TRUE_BEST for t in study.trials[:n_trials])
     return {
         "plain_right": search_best == TRUE_BEST,
         "confirmed_right": confirmed == TRUE_BEST,
-        "sampled": sampled,
+        "sampled": any(t.params == TRUE_BEST for t in search),
         "plain_regret": true_mean(TRUE_BEST) - true_mean(search_best),
         "confirmed_regret": true_mean(TRUE_BEST) - true_mean(confirmed),
         "held_up": answer.held_up,
-        "extra_trials": len(runs),
+        "extra_trials": answer.runs_planned,
     }
 
 
@@ -130,7 +153,11 @@ def main() -> None:
         args.sweeps, args.no_docs = 4, True
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()
-    rows = [run_sweep(s, args.n_trials, args.top_k, args.seeds) for s in range(args.sweeps)]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [
+            run_sweep(s, args.n_trials, args.top_k, args.seeds, Path(tmp))
+            for s in range(args.sweeps)
+        ]
     n = len(rows)
     plain = sum(r["plain_right"] for r in rows)
     confirmed = sum(r["confirmed_right"] for r in rows)
@@ -167,10 +194,11 @@ def main() -> None:
             + "), the KL penalty shifts the mean ("
             + ", ".join(f"{kl:g}: {d:+.2f}" for kl, d in KL_EFFECT.items())
             + "); runs are deterministic in (configuration, seed). The true best is lr 3e-4, "
-            f"KL 0.01 (0.72 +- 0.03). Each of {n} sweeps: {args.n_trials} random-search trials "
-            "(nemo_rl_sweep RandomSampler, seed = sweep number, every search trial at the recipe's "
-            f"seed), then confirmation of the top {args.top_k} distinct configurations with "
-            f"{args.seeds} new seeds each, as trials of the same study (nemo_rl_sweep.confirmation). "
+            f"KL 0.01 (0.72 +- 0.03). Each of {n} sweeps is a real sweep of the library's loop "
+            f"(strategy random, seed = sweep number, {args.n_trials} trials, every search trial at "
+            f"the recipe's seed, `confirm: {{top_k: {args.top_k}, seeds: {args.seeds}}}`: the top "
+            f"{args.top_k} distinct configurations re-run with {args.seeds} new seeds each, as "
+            "trials of the same study). "
             "Regret: the true best mean minus the true mean of the answer.",
             "",
             f"The true best configuration was among the search's trials in {sampled}/{n} sweeps; "
