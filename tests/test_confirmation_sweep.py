@@ -69,6 +69,26 @@ def test_confirmation_runs_resume_after_the_sweeper_died(tmp_path: Path) -> None
     assert results(sweep_dirs(tmp_path)[-1])["best_params"] == {"lr": 0.01}
 
 
+def test_a_multi_objective_sweep_confirms_the_front(tmp_path: Path) -> None:
+    # score up, cost (10 * lr) down: every lr is on the search's front; lr 0.1 only by its lucky seed
+    args = CONFIRM[:2] + [
+        "hydra.sweeper.confirm.seeds=1",
+        "hydra.sweeper.confirm.top_k=3",
+        "hydra.sweeper.metric=[score,cost]",
+        "hydra.sweeper.direction=[maximize,minimize]",
+    ]
+    proc = run_app(NOISY_APP, args, tmp_path, env=ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [sweep] = sweep_dirs(tmp_path)
+    block = results(sweep)["confirmation"]
+    assert block["runs"] == "3 of 3 done" and block["held_up"] is False
+    assert block["search_best_trial"] == [0, 1, 2] and block["not_held_up"] == [2]
+    means = {c["params"]["lr"]: c["mean"] for c in block["configurations"]}
+    assert means[0.1] == {"score": pytest.approx(0.55), "cost": pytest.approx(1.0)}
+    assert "Confirmed front: 2 of 3 confirmed members are not dominated" in proc.stdout
+    assert "Front members that did not hold up (dominated on their means): trial 2" in proc.stdout
+
+
 @pytest.mark.parametrize(
     ("app", "args", "words"),
     [
