@@ -75,7 +75,7 @@ def train(params: dict[str, Any], seed: int) -> float:
 def launch(jobs: Sequence[Any]) -> list[Any]:
     """The sweep's launcher: each job's Hydra overrides (``key=value``) name its configuration and,
     for a confirmation run, its seed; other jobs run at the recipe's seed."""
-    from nemo_rl_sweep.driver import JobOutcome
+    from nemo_rl_sweep.job import JobOutcome
 
     outcomes = []
     for job in jobs:
@@ -90,10 +90,11 @@ RECIPE_SEED = [0]  # the recipe's grpo.seed of the sweep being run
 
 
 def run_sweep(sweep: int, n_trials: int, top_k: int, seeds: int, folder: Path) -> dict[str, Any]:
-    """One real sweep through the library's loop (``nemo_rl_sweep.driver.Sweep``, no Hydra): the
+    """One real sweep through the library's loop (``nemo_rl_sweep.loop.Sweep``, no Hydra): the
     search, then the confirmation runs, in one SQLite ledger."""
-    from nemo_rl_sweep.driver import Sweep, SweepSettings
-    from nemo_rl_sweep.progress import ConsoleProgress
+    from nemo_rl_sweep.loop import Sweep
+    from nemo_rl_sweep.outputs.progress import ConsoleProgress
+    from nemo_rl_sweep.settings import SweepSettings
 
     RECIPE_SEED[0] = 1000 * sweep
     settings = SweepSettings(

@@ -31,7 +31,7 @@ from nemo_rl_sweep.errors import SweepConfigError
 
 # a confirmation trial's user attribute:
 # {"seed_key": ..., "seed": ..., "of": <search trial number>, "params": <the configuration>}
-ATTR_CONFIRMATION = "confirmation"
+ATTR_CONFIRMATION = ledger.ATTR_CONFIRMATION
 # the study's record of the confirmation settings: {"top_k", "seeds", "seed_key", "seed_values"}
 STUDY_ATTR_CONFIRM = "nemo_rl_sweep.confirm"
 
@@ -186,12 +186,12 @@ class ConfirmRun:
         return {"seed_key": self.seed_key, "seed": self.seed, "of": self.of, "params": self.params}
 
 
-def is_confirmation(trial: FrozenTrial) -> bool:
+def is_confirmation(trial: FrozenTrial | optuna.Trial) -> bool:
     return bool(trial.user_attrs.get(ATTR_CONFIRMATION))
 
 
 def config_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """Equal configurations, equal keys (values by repr: 1 and 1.0 of one distribution are one)."""
+    """Equal configurations, equal keys (values by repr, so any value type is hashable)."""
     return tuple(sorted((k, repr(v)) for k, v in params.items()))
 
 
@@ -234,7 +234,7 @@ def run_key(params: Mapping[str, Any], seed: Any) -> tuple[Any, ...]:
     return (config_key(params), int(seed))
 
 
-def trial_run_key(trial: FrozenTrial) -> tuple[Any, ...] | None:
+def trial_run_key(trial: FrozenTrial | optuna.Trial) -> tuple[Any, ...] | None:
     attr = trial.user_attrs.get(ATTR_CONFIRMATION)
     if not attr:
         return None
@@ -256,7 +256,7 @@ def pending(trials: Sequence[FrozenTrial], runs: Sequence[ConfirmRun]) -> list[C
     return [r for r in runs if run_key(r.params, r.seed) not in held]
 
 
-def held_before(trials: Sequence[FrozenTrial], trial: FrozenTrial) -> bool:
+def held_before(trials: Sequence[FrozenTrial], trial: FrozenTrial | optuna.Trial) -> bool:
     """Two sweepers on one study may enqueue the same run: the lower trial number keeps it."""
     key = trial_run_key(trial)
     return key is not None and any(

@@ -27,9 +27,9 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from nemo_rl_sweep import ledger
-from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims
-from nemo_rl_sweep.errors import SweepStopped
+from nemo_rl_sweep import confirmation, ledger
+from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims, close_surplus
+from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
 from nemo_rl_sweep.job import JobOutcome, TrialJob
 from nemo_rl_sweep.objectives import FailureKind, Objectives, TrialFailure
 from nemo_rl_sweep.outputs.progress import ConsoleProgress
@@ -89,10 +89,19 @@ class Sweep:
         )
         self.study: optuna.Study | None = None
         self.new_trials: list[int] = []
+        self.seed_key: tuple[str, int] | None = None  # (key, the search's seed): set_seed_key
 
     @property
     def objectives(self) -> Objectives:
         return self.plan.objectives
+
+    def set_seed_key(self, lookup: Callable[[str], Any]) -> None:
+        """Find the trainer's seed key in a trial config (``lookup(key)``, KeyError if absent),
+        when the sweep confirms its answer; a bad or missing key is refused here, before the run."""
+        if self.plan.confirm is not None:
+            self.seed_key = confirmation.find_seed_key(
+                lookup, self.plan.confirm, list(self.space.params)
+            )
 
     # ---------------------------------------------------------------------------------- public
 
@@ -173,10 +182,58 @@ class Sweep:
                     self._run_batch(study, trials)
                     self._write_results(study)
                     self._check_failures(study)
+                if self.plan.confirm is not None:
+                    self._confirm(study)
         finally:
-            self._write_results(study)
+            self._write_results(study, final=True)
             self.progress.sweep_finished(study)
         return SweepResult(study, self.storage_url, self.sweep_dir, list(self.new_trials))
+
+    def _confirm(self, study: optuna.Study) -> None:
+        """Re-run the best configurations with new seeds, as trials of the same study. Runs are
+        enqueued a batch at a time, so a sweeper that dies leaves none waiting for the search of
+        the next run to pick up; its running ones turn stale and are planned again."""
+        confirm = self.plan.confirm
+        assert confirm is not None
+        if self.seed_key is None:
+            raise SweepConfigError(
+                "hydra.sweeper.confirm",
+                "the trainer's seed key is not known",
+                "call Sweep.set_seed_key with a trial config's lookup before run()",
+            )
+        key, base = self.seed_key
+        record = confirmation.record_settings(study, confirm, key, base)
+        runs = confirmation.plan(study.get_trials(deepcopy=False), study.directions, record)
+        todo = confirmation.pending(study.get_trials(deepcopy=False), runs)
+        if todo:
+            self.progress.message(
+                f"confirmation: {len(todo)} run(s) of the top {confirm.top_k} configuration(s) "
+                f"with {key} = {', '.join(map(str, record['seed_values']))}"
+            )
+        while todo := confirmation.pending(study.get_trials(deepcopy=False), runs):
+            confirmation.enqueue(study, todo[: self.settings.n_jobs])
+            trials = []
+            for _ in range(min(self.settings.n_jobs, len(todo))):
+                trial = study.ask()
+                if not confirmation.is_confirmation(trial):
+                    close_surplus(study, trial, "no confirmation run was left for it")
+                    break
+                if confirmation.held_before(study.get_trials(deepcopy=False), trial):
+                    close_surplus(study, trial, "another sweeper runs the same confirmation")
+                    continue
+                for name, dist in self.space.distributions.items():
+                    suggest(trial, name, dist)
+                trial.set_user_attr(ledger.ATTR_OWNER, ledger.owner_tag())
+                trial.set_user_attr(ledger.ATTR_OVERRIDES, self._overrides(trial))
+                trials.append(trial)
+            if trials:
+                self._run_batch(study, trials)
+                self._write_results(study)
+                self._check_failures(study)
+
+    def _overrides(self, trial: optuna.Trial) -> list[str]:
+        """A trial's Hydra overrides: its parameters, and a confirmation run's new seed."""
+        return trial_overrides(self.space, trial.params) + confirmation.seed_override(trial)
 
     # --------------------------------------------------------------------------------- helpers
 
@@ -204,7 +261,7 @@ class Sweep:
         return None
 
     def _run_batch(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
-        jobs = [TrialJob(t.number, trial_overrides(self.space, t.params)) for t in trials]
+        jobs = [TrialJob(t.number, self._overrides(t)) for t in trials]
         for job in jobs:
             self.progress.trial_started(job.number, job.overrides)
         try:
@@ -274,10 +331,10 @@ class Sweep:
                 f"{last.number}): {last.user_attrs.get(ledger.ATTR_FAIL_REASON, 'unknown')}"
             )
 
-    def _write_results(self, study: optuna.Study) -> None:
+    def _write_results(self, study: optuna.Study, *, final: bool = False) -> None:
         from nemo_rl_sweep.outputs.results import write_results
 
-        write_results(study, self.sweep_dir, self.storage_url)
+        write_results(study, self.sweep_dir, self.storage_url, final=final)
 
 
 def _claims_of(sampler: optuna.samplers.BaseSampler, n_trials: int | None) -> Claims:

@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
 
 EDGE_FRACTION = 0.05
 
@@ -138,3 +141,44 @@ def _fmt(value: float) -> str:
     if float(value).is_integer() and abs(value) < 1e6:
         return str(int(value))
     return f"{value:.4g}"
+
+
+def best_configurations(study: optuna.Study) -> list[dict[str, Any]]:
+    """The configurations the sweep answers with: the confirmed best (or front), else the best
+    complete search trial (or the search's Pareto front)."""
+    from nemo_rl_sweep.confirmation import is_confirmation, study_answer
+
+    answer = study_answer(study)
+    if answer is not None:
+        return [dict(c.params) for c in answer.best]
+    search = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not is_confirmation(t)
+    ]
+    if not search:
+        return []
+    if len(study.directions) == 1:
+        maximize = study.directions[0] == StudyDirection.MAXIMIZE
+        best = (
+            max(search, key=lambda t: t.value) if maximize else min(search, key=lambda t: t.value)
+        )
+        return [dict(best.params)]
+    return [dict(t.params) for t in study.best_trials if not is_confirmation(t)]
+
+
+def study_range_edges(study: optuna.Study, fraction: float = EDGE_FRACTION) -> list[RangeEdge]:
+    """:func:`range_edges` of a study's answer over the ranges its trials were drawn from."""
+    distributions: dict[str, BaseDistribution] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        for key, dist in t.distributions.items():
+            distributions.setdefault(key, dist)
+    return range_edges(best_configurations(study), distributions, fraction)
+
+
+def summary_lines(edges: Sequence[RangeEdge]) -> list[str]:
+    if not edges:
+        return []
+    return ["Range edges (the optimum may lie outside the searched range):"] + [
+        f"  {e.message()}" for e in edges
+    ]

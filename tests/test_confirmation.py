@@ -16,7 +16,9 @@ from nemo_rl_sweep import ledger
 from nemo_rl_sweep.errors import SweepConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-NEMO_RL_CONFIGS = ROOT.parent.parent / "shared" / "nemo_rl" / "examples" / "configs"
+NEMO_RL_CONFIGS = ROOT.parent / "shared" / "nemo_rl" / "examples" / "configs"
+if not NEMO_RL_CONFIGS.is_dir():  # the fixtures live next to the work tree
+    NEMO_RL_CONFIGS = Path("/work/shared/nemo_rl/examples/configs")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 MAX = [StudyDirection.MAXIMIZE]
 DIST = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
@@ -176,7 +178,7 @@ def test_confirmation_runs_are_marked_and_resume(tmp_path: Path) -> None:
         study.tell(trial, 0.6)
     running = study.ask()
     running.suggest_float("lr", 1e-4, 1e-1, log=True)
-    ledger.mark_stale(study, running._trial_id, "its sweeper stopped")
+    ledger.mark_stale(study, running, "its sweeper stopped")
 
     # the same command again: a new process, the same ledger
     again = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'ledger.db'}")
@@ -196,6 +198,29 @@ def test_confirmation_runs_are_marked_and_resume(tmp_path: Path) -> None:
     ]
     # the search's trials are not confirmation runs; the plan is the same in the new process
     assert conf.plan(trials, again.directions, record) == runs
+
+
+def test_a_confirmation_run_is_never_pruned(tmp_path: Path) -> None:
+    from nemo_rl_sweep.job import TrialLink
+    from nemo_rl_sweep.pruning import record_pruner
+
+    study = sqlite_study(tmp_path)
+    record_pruner(study, {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 1})
+    for value in (0.8, 0.9):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.report(value, 10)
+        study.tell(trial, value)
+    conf.enqueue(study, [conf.ConfirmRun({"lr": 0.01}, "grpo.seed", 1, 0)])
+    confirming = study.ask()
+    searching = study.ask()
+    for trial in (confirming, searching):
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    storage = f"sqlite:///{tmp_path / 'ledger.db'}"
+    report = TrialLink(storage, "s", confirming.number, "score").reporter()
+    report(10, {"score": 0.1})  # far below the median: a search trial would stop here
+    with pytest.raises(optuna.TrialPruned):
+        TrialLink(storage, "s", searching.number, "score").reporter()(10, {"score": 0.1})
 
 
 def test_two_sweepers_enqueueing_the_same_run_keep_the_first(tmp_path: Path) -> None:

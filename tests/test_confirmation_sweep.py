@@ -113,19 +113,21 @@ def test_bad_confirmation_settings_stop_before_the_sweep(
 
 
 def test_range_edges_and_both_importances_in_the_answer(tmp_path: Path) -> None:
-    # the toy's optimum is x=0.3: searched in [0.5, 1], the best x sits at the bottom of the range
+    # the toy's optimum is x=0.3: searched from 0.5 up, the best x is the range's first value
     args = [
         "--multirun",
-        "x=interval(0.5, 1.0)",
-        "hydra.sweeper.n_trials=10",
-        "hydra.sweeper.seed=1",
+        "hydra.sweeper.strategy=grid",
+        "hydra.sweeper.n_trials=null",
+        "x=range(0.5, 1.0, 0.1)",
+        "y=range(1, 4)",
     ]
     proc = run_app(TOY_APP, args, tmp_path, env=ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [sweep] = sweep_dirs(tmp_path)
     res = results(sweep)
     [edge] = [e for e in res["range_edges"] if e["key"] == "x"]
-    assert (edge["side"], edge["widen"]) == ("low", "downward")
+    assert (edge["side"], edge["widen"], edge["value"]) == ("low", "downward", 0.5)
+    assert not [e for e in res["range_edges"] if e["key"] == "y"]  # y=2 is inside 1..3
     assert "x: the best value" in proc.stdout and "widen it downward" in proc.stdout
     assert set(res["importances"]) == {"fanova", "ped_anova"}
     assert "fANOVA" in proc.stdout and "PED-ANOVA" in proc.stdout

@@ -9,7 +9,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nemo_rl_sweep import confirmation, importances
+from nemo_rl_sweep import confirmation
+from nemo_rl_sweep.outputs import importances
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
