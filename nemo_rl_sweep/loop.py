@@ -214,7 +214,8 @@ class Sweep:
             confirmation.enqueue(study, todo[: self.settings.n_jobs])
             trials = []
             for _ in range(min(self.settings.n_jobs, len(todo))):
-                trial = study.ask()
+                with ledger.exclusive_ask(self.storage_url):  # one waiting trial, one sweeper
+                    trial = study.ask()
                 if not confirmation.is_confirmation(trial):
                     close_surplus(study, trial, "no confirmation run was left for it")
                     break

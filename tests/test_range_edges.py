@@ -3,7 +3,7 @@ and the direction to widen it; ranges parsed from the search-space grammar users
 
 from __future__ import annotations
 
-from nemo_rl_sweep.range_edges import range_edges
+from nemo_rl_sweep.outputs.range_edges import range_edges
 from nemo_rl_sweep.space import parse_params
 
 SPACE = parse_params(

@@ -23,10 +23,10 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from nemo_rl_sweep.outputs.format import clean_text, format_duration, short_names
 from optuna.trial import TrialState
 
 from nemo_rl_sweep import ledger
+from nemo_rl_sweep.outputs.format import clean_text, format_duration, short_names
 from nemo_rl_sweep.outputs.plots import PLOTS_DIR, write_plots
 from nemo_rl_sweep.outputs.progress import ConsoleProgress
 from nemo_rl_sweep.outputs.report import run_report

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nemo_rl_sweep.outputs.format import table
+
 METHODS = ("fanova", "ped_anova")
 METHOD_TITLES = {"fanova": "fANOVA", "ped_anova": "PED-ANOVA"}
 
@@ -88,14 +90,9 @@ def summary_lines(study: optuna.Study) -> list[str]:
     keys = list(values[methods[0]])
     for m in methods[1:]:
         keys += [k for k in values[m] if k not in keys]
-    width = max(len(k) for k in keys + ["parameter"])
-    head = "  " + "parameter".ljust(width) + "".join(f"  {METHOD_TITLES[m]:>9}" for m in methods)
-    lines = ["Parameter importances (complete search trials, first objective):", head]
-    for k in keys:
-        cells = "".join(
-            f"  {values[m][k]:9.3f}" if k in values[m] else f"  {'-':>9}" for m in methods
-        )
-        lines.append("  " + k.ljust(width) + cells)
+    rows = [[k] + [f"{values[m][k]:.3f}" if k in values[m] else "-" for m in methods] for k in keys]
+    lines = ["Parameter importances (complete search trials, first objective):"]
+    lines += table(["parameter"] + [METHOD_TITLES[m] for m in methods], rows)
     for m, why in errors.items():
         lines.append(f"  ({METHOD_TITLES[m]} not computed: {why})")
     return lines

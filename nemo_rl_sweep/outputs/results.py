@@ -43,7 +43,7 @@ def write_results(
     """Rewrite the result files; ``final`` (the sweep's end) adds the importances, which fit a
     random forest and are not worth redoing after every batch."""
     from nemo_rl_sweep.outputs.importances import importances
-    from nemo_rl_sweep.range_edges import study_range_edges
+    from nemo_rl_sweep.outputs.range_edges import study_range_edges
 
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -20,9 +20,6 @@ from optuna.trial import FrozenTrial, TrialState
 from nemo_rl_sweep import ledger
 from nemo_rl_sweep.confirmation import is_confirmation, study_answer
 from nemo_rl_sweep.confirmation import summary_lines as confirmation_lines
-from nemo_rl_sweep.outputs.importances import summary_lines as importance_lines
-from nemo_rl_sweep.range_edges import study_range_edges
-from nemo_rl_sweep.range_edges import summary_lines as range_edge_lines
 from nemo_rl_sweep.outputs.format import (
     PREFIX,
     clean_text,
@@ -36,7 +33,10 @@ from nemo_rl_sweep.outputs.format import (
     table,
     trial_duration,
 )
+from nemo_rl_sweep.outputs.importances import summary_lines as importance_lines
 from nemo_rl_sweep.outputs.plots import PLOTS_DIR
+from nemo_rl_sweep.outputs.range_edges import study_range_edges
+from nemo_rl_sweep.outputs.range_edges import summary_lines as range_edge_lines
 from nemo_rl_sweep.outputs.results import (
     PARETO_CSV,
     RESULTS_FILE,

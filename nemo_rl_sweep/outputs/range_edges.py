@@ -19,6 +19,8 @@ from optuna.distributions import BaseDistribution, FloatDistribution, IntDistrib
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from nemo_rl_sweep.outputs.format import format_number
+
 EDGE_FRACTION = 0.05
 
 
@@ -43,9 +45,9 @@ class RangeEdge:
         scale = " (log scale)" if self.log else ""
         end = "bottom" if self.side == "low" else "top"
         text = (
-            f"{self.key}: the best value {_fmt(self.value)} is at the {end} of its range "
-            f"[{_fmt(self.low)}, {_fmt(self.high)}]{scale}; the optimum may lie "
-            f"{'below' if self.side == 'low' else 'above'} {_fmt(bound)}: widen it {self.widen}"
+            f"{self.key}: the best value {format_number(self.value)} is at the {end} of its range "
+            f"[{format_number(self.low)}, {format_number(self.high)}]{scale}; the optimum may lie "
+            f"{'below' if self.side == 'low' else 'above'} {format_number(bound)}: widen it {self.widen}"
         )
         return text + (f", e.g. {self.key}='{self.suggestion}'" if self.suggestion else "")
 
@@ -121,7 +123,7 @@ def _suggestion(low: float, high: float, side: str, log: bool, integer: bool) ->
         new_low, new_high = (low / 10, high) if side == "low" else (low, high * 10)
         if integer:
             new_low, new_high = max(1, math.floor(new_low)), math.ceil(new_high)
-        return f"tag(log, interval({_fmt(new_low)}, {_fmt(new_high)}))"
+        return f"tag(log, interval({format_number(new_low)}, {format_number(new_high)}))"
     half = (high - low) / 2
     if side == "low":
         if low >= 0 and low - half <= 1e-9 * half:  # (rounding: 0.1 - 0.1 may not be 0)
@@ -134,13 +136,7 @@ def _suggestion(low: float, high: float, side: str, log: bool, integer: bool) ->
         new_low, new_high = low, high + half
     if integer:
         return f"interval({math.floor(new_low)}, {math.ceil(new_high)})"
-    return f"interval({_fmt(new_low)}, {_fmt(new_high)})"
-
-
-def _fmt(value: float) -> str:
-    if float(value).is_integer() and abs(value) < 1e6:
-        return str(int(value))
-    return f"{value:.4g}"
+    return f"interval({format_number(new_low)}, {format_number(new_high)})"
 
 
 def best_configurations(study: optuna.Study) -> list[dict[str, Any]]:
@@ -164,7 +160,9 @@ def best_configurations(study: optuna.Study) -> list[dict[str, Any]]:
             max(search, key=lambda t: t.value) if maximize else min(search, key=lambda t: t.value)
         )
         return [dict(best.params)]
-    return [dict(t.params) for t in study.best_trials if not is_confirmation(t)]
+    from nemo_rl_sweep.outputs.results import pareto_trials  # the search's front
+
+    return [dict(t.params) for t in pareto_trials(study)]
 
 
 def study_range_edges(study: optuna.Study, fraction: float = EDGE_FRACTION) -> list[RangeEdge]:
