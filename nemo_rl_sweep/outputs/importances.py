@@ -67,7 +67,10 @@ def importances(study: optuna.Study) -> tuple[dict[str, dict[str, float]], dict[
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                values = evaluator(method).evaluate(search, target=target)
+                # normalised to sum to one, as Optuna's importance plots show them
+                values = optuna.importance.get_param_importances(
+                    search, evaluator=evaluator(method), target=target
+                )
         except Exception as exc:  # noqa: BLE001 - one method failing leaves the other
             errors[method] = (
                 f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
@@ -91,7 +94,9 @@ def summary_lines(study: optuna.Study) -> list[str]:
     for m in methods[1:]:
         keys += [k for k in values[m] if k not in keys]
     rows = [[k] + [f"{values[m][k]:.3f}" if k in values[m] else "-" for m in methods] for k in keys]
-    lines = ["Parameter importances (complete search trials, first objective):"]
+    lines = [
+        "Parameter importances (shares summing to 1; complete search trials, first objective):"
+    ]
     lines += table(["parameter"] + [METHOD_TITLES[m] for m in methods], rows)
     for m, why in errors.items():
         lines.append(f"  ({METHOD_TITLES[m]} not computed: {why})")
