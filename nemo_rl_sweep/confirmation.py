@@ -27,6 +27,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep import ledger
+from nemo_rl_sweep.claims import Claim, close_surplus
 from nemo_rl_sweep.errors import SweepConfigError
 
 # a confirmation trial's user attribute:
@@ -272,6 +273,36 @@ def enqueue(study: optuna.Study, runs: Sequence[ConfirmRun]) -> None:
     """Enqueue the runs as trials of the study with fixed parameters, marked as confirmation runs."""
     for run in runs:
         study.enqueue_trial(dict(run.params), user_attrs={ATTR_CONFIRMATION: run.attr()})
+
+
+class ConfirmationClaims:
+    """The claim hook of the confirmation phase: each planned run once across the study's sweepers.
+
+    Runs are enqueued a batch at a time (as WAITING trials with their parameters and seed), so a
+    sweeper that dies leaves at most one batch waiting, and its stale runs are planned again.
+    """
+
+    def __init__(self, runs: Sequence[ConfirmRun]) -> None:
+        self.runs = list(runs)
+
+    def prepare(self, study: optuna.Study) -> None:
+        return None
+
+    def room(self, study: optuna.Study, n_jobs: int) -> int:
+        trials = study.get_trials(deepcopy=False)
+        waiting = sum(t.state == TrialState.WAITING and is_confirmation(t) for t in trials)
+        todo = pending(trials, self.runs)[: max(0, n_jobs - waiting)]
+        enqueue(study, todo)
+        return min(n_jobs, waiting + len(todo))
+
+    def accept(self, study: optuna.Study, trial: optuna.Trial) -> Claim:
+        if not is_confirmation(trial):
+            close_surplus(study, trial, "no confirmation run was left for it")
+            return Claim.STOP
+        if held_before(study.get_trials(deepcopy=False), trial):
+            close_surplus(study, trial, "another sweeper runs the same confirmation")
+            return Claim.RETRY
+        return Claim.ACCEPT
 
 
 def seed_override(trial: FrozenTrial | optuna.Trial) -> list[str]:

@@ -28,7 +28,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from nemo_rl_sweep import confirmation, ledger
-from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims, close_surplus
+from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims
 from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
 from nemo_rl_sweep.job import JobOutcome, TrialJob
 from nemo_rl_sweep.objectives import FailureKind, Objectives, TrialFailure
@@ -170,29 +170,31 @@ class Sweep:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         try:
             with sigterm_as_interrupt():
-                while (batch_size := self.claims.room(study, self.settings.n_jobs)) > 0:
-                    trials = []
-                    for _ in range(batch_size):
-                        trial = self._ask(study, self.claims)
-                        if trial is None:
-                            break
-                        trials.append(trial)
-                    if not trials:
-                        break
-                    self._run_batch(study, trials)
-                    self._write_results(study)
-                    self._check_failures(study)
+                self._run_phase(study, self.claims)
                 if self.plan.confirm is not None:
-                    self._confirm(study)
+                    self._run_phase(study, self._confirmation_claims(study))
         finally:
             self._write_results(study, final=True)
             self.progress.sweep_finished(study)
         return SweepResult(study, self.storage_url, self.sweep_dir, list(self.new_trials))
 
-    def _confirm(self, study: optuna.Study) -> None:
-        """Re-run the best configurations with new seeds, as trials of the same study. Runs are
-        enqueued a batch at a time, so a sweeper that dies leaves none waiting for the search of
-        the next run to pick up; its running ones turn stale and are planned again."""
+    def _run_phase(self, study: optuna.Study, claims: Claims) -> None:
+        """Ask, launch and tell in batches of ``n_jobs`` until the claims leave no room."""
+        while (batch_size := claims.room(study, self.settings.n_jobs)) > 0:
+            trials = []
+            for _ in range(batch_size):
+                trial = self._ask(study, claims)
+                if trial is None:
+                    break
+                trials.append(trial)
+            if not trials:
+                break
+            self._run_batch(study, trials)
+            self._write_results(study)
+            self._check_failures(study)
+
+    def _confirmation_claims(self, study: optuna.Study) -> Claims:
+        """The runs that re-check the best configurations with new seeds, as trials of the study."""
         confirm = self.plan.confirm
         assert confirm is not None
         if self.seed_key is None:
@@ -210,27 +212,7 @@ class Sweep:
                 f"confirmation: {len(todo)} run(s) of the top {confirm.top_k} configuration(s) "
                 f"with {key} = {', '.join(map(str, record['seed_values']))}"
             )
-        while todo := confirmation.pending(study.get_trials(deepcopy=False), runs):
-            confirmation.enqueue(study, todo[: self.settings.n_jobs])
-            trials = []
-            for _ in range(min(self.settings.n_jobs, len(todo))):
-                with ledger.exclusive_ask(self.storage_url):  # one waiting trial, one sweeper
-                    trial = study.ask()
-                if not confirmation.is_confirmation(trial):
-                    close_surplus(study, trial, "no confirmation run was left for it")
-                    break
-                if confirmation.held_before(study.get_trials(deepcopy=False), trial):
-                    close_surplus(study, trial, "another sweeper runs the same confirmation")
-                    continue
-                for name, dist in self.space.distributions.items():
-                    suggest(trial, name, dist)
-                trial.set_user_attr(ledger.ATTR_OWNER, ledger.owner_tag())
-                trial.set_user_attr(ledger.ATTR_OVERRIDES, self._overrides(trial))
-                trials.append(trial)
-            if trials:
-                self._run_batch(study, trials)
-                self._write_results(study)
-                self._check_failures(study)
+        return confirmation.ConfirmationClaims(runs)
 
     def _overrides(self, trial: optuna.Trial) -> list[str]:
         """A trial's Hydra overrides: its parameters, and a confirmation run's new seed."""
@@ -257,7 +239,7 @@ class Sweep:
             for name, dist in self.space.distributions.items():
                 suggest(trial, name, dist)
             trial.set_user_attr(ledger.ATTR_OWNER, ledger.owner_tag())
-            trial.set_user_attr(ledger.ATTR_OVERRIDES, trial_overrides(self.space, trial.params))
+            trial.set_user_attr(ledger.ATTR_OVERRIDES, self._overrides(trial))
             return trial
         return None
 
