@@ -376,3 +376,43 @@ def test_checkpoints_best_none_keep(tmp_path, mode):
         assert f"({total} bytes; trainer.checkpoints)" in out
     else:
         assert "trainer.checkpoints)" not in out
+
+
+def test_only_the_named_trials_own_checkpoints_are_deleted(tmp_path):
+    from nemo_rl_sweep.trainers.nemo_rl.checkpoints import release
+    from nemo_rl_sweep.trainers.nemo_rl.folder import claim_folder
+
+    def trial_folder(name: str, owner: TrialIdentity | None) -> Path:
+        folder = tmp_path / name
+        if owner is not None:
+            claim_folder(folder, owner)
+        for step in ("step_2", "step_4"):
+            (folder / "checkpoints" / step).mkdir(parents=True)
+            (folder / "checkpoints" / step / "weights.bin").write_bytes(b"\0" * 1000)
+        (folder / "checkpoints" / "notes.txt").write_text("not a checkpoint")
+        return folder
+
+    mine = TrialIdentity("s", 1, "sqlite:///x.db")
+    owned = trial_folder("owned", mine)
+    foreign = trial_folder("foreign", TrialIdentity("other", 1, "sqlite:///x.db"))
+    unclaimed = trial_folder("unclaimed", None)
+    freed = release([(str(owned), mine), (str(foreign), mine), (str(unclaimed), mine)])
+    assert freed == 2000
+    assert sorted(p.name for p in (owned / "checkpoints").iterdir()) == ["notes.txt"]
+    for untouched in (foreign, unclaimed):
+        assert len(list((untouched / "checkpoints").iterdir())) == 3
+
+
+def test_an_unknown_checkpoints_mode_is_refused_before_launch():
+    cfg = {
+        "policy": {"x": 1},
+        "trainer": {
+            "checkout": str(STANDIN),
+            "script": "examples/run_grpo.py",
+            "command": [sys.executable],
+            "checkpoints": "latest",
+        },
+    }
+    with pytest.raises(SweepConfigError) as err:
+        check_nemo_rl_trial(cfg)
+    assert err.value.key == "trainer.checkpoints" and "keep, best or none" in str(err.value)
