@@ -284,6 +284,8 @@ def test_concurrent_trials_get_disjoint_gpus(tmp_path):
     sets = [set(f["CUDA_VISIBLE_DEVICES"].split(",")) for f in facts]
     assert all(len(s) == 2 for s in sets) and not sets[0] & sets[1]
     assert sets[0] | sets[1] == {"0", "1", "2", "3"}
+    # its own part of NeMo RL's port ranges (grpo_math_1B: master ports 1400-1999)
+    assert sorted(f["master_ports"] for f in facts) == ["1400-1699", "1699-1998"]
     ray = [f["RAY_TMPDIR"] for f in facts]
     assert len(set(ray)) == 2 and all(len(f) < 40 for f in ray)  # room for Ray's socket paths
 

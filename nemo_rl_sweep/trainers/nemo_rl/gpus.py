@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,33 @@ from nemo_rl_sweep.errors import SweepConfigError
 __all__ = [
     "GPUS_ENV",
     "LOCKS_ENV",
+    "PORT_RANGES",
+    "Slot",
     "gpus_needed",
     "check_slots",
     "hold_slot",
+    "share_port_ranges",
     "try_slot",
     "visible_gpus",
 ]
 
 GPUS_ENV = "NEMO_RL_SWEEP_GPUS"
 LOCKS_ENV = "NEMO_RL_SWEEP_GPU_LOCKS"
+# the port ranges a NeMo RL run picks its ports from (nemo_rl/distributed/virtual_cluster.py):
+# the TCPStore / NCCL rendezvous and the vLLM HTTP servers; a slot gets its own share of each
+PORT_RANGES = (
+    ("cluster.master_port_range_low", "cluster.master_port_range_high"),
+    ("policy.generation.port_range_low", "policy.generation.port_range_high"),
+)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The GPUs a running trial holds, and which of the node's ``count`` slots they are."""
+
+    gpus: list[str]
+    index: int
+    count: int
 
 
 def visible_gpus(env: Mapping[str, str]) -> list[str] | None:
@@ -106,6 +125,21 @@ def _lock_dir(env: Mapping[str, str]) -> Path:
     return folder
 
 
+def share_port_ranges(recipe: DictConfig, slot: Slot) -> None:
+    """Give the slot its own part of each port range the recipe has, so runs side by side never
+    pick the same port (NeMo RL picks a random free port in the range and binds it later)."""
+    for low_key, high_key in PORT_RANGES:
+        low = OmegaConf.select(recipe, low_key, default=None)
+        high = OmegaConf.select(recipe, high_key, default=None)
+        if not isinstance(low, int) or not isinstance(high, int) or high <= low:
+            continue
+        width = (high - low) // slot.count
+        if width < 1:
+            continue
+        OmegaConf.update(recipe, low_key, low + slot.index * width)
+        OmegaConf.update(recipe, high_key, low + (slot.index + 1) * width)
+
+
 def try_slot(visible: Sequence[str], need: int, env: Mapping[str, str]) -> list[Any] | None:
     """Lock the first free slot of ``need`` GPUs; the open lock files (holding the locks), or
     None when every slot is taken. Slots are aligned groups, so sizes never fragment a node."""
@@ -134,8 +168,8 @@ def try_slot(visible: Sequence[str], need: int, env: Mapping[str, str]) -> list[
 @contextmanager
 def hold_slot(
     visible: Sequence[str], need: int, env: Mapping[str, str], poll_s: float = 1.0
-) -> Iterator[list[str]]:
-    """Wait for a free slot of ``need`` of ``visible`` GPUs and hold it; yields its GPU ids."""
+) -> Iterator[Slot]:
+    """Wait for a free slot of ``need`` of ``visible`` GPUs and hold it while the block runs."""
     if need > len(visible):
         raise RuntimeError(
             f"the trial needs {need} GPUs (cluster.gpus_per_node x cluster.num_nodes) but this "
@@ -143,8 +177,9 @@ def hold_slot(
         )
     while (held := try_slot(visible, need, env)) is None:
         time.sleep(poll_s)
+    gpus = [Path(h.name).stem.removeprefix("gpu") for h in held]
     try:
-        yield [Path(h.name).stem.removeprefix("gpu") for h in held]
+        yield Slot(gpus, list(visible).index(gpus[0]) // need, len(visible) // need)
     finally:
         for handle in held:
             handle.close()

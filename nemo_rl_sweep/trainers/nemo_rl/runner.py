@@ -70,7 +70,13 @@ from nemo_rl_sweep.trainers.nemo_rl.folder import (
     name_external_runs,
     ray_temp_dir,
 )
-from nemo_rl_sweep.trainers.nemo_rl.gpus import check_slots, gpus_needed, hold_slot, visible_gpus
+from nemo_rl_sweep.trainers.nemo_rl.gpus import (
+    check_slots,
+    gpus_needed,
+    hold_slot,
+    share_port_ranges,
+    visible_gpus,
+)
 from nemo_rl_sweep.trainers.nemo_rl.tensorboard import ScalarLog
 
 __all__ = [
@@ -552,8 +558,6 @@ def run_nemo_rl_trial(
     except FolderTaken as exc:
         raise NeMoRLRunError(f"refused to start: {exc}") from None
     config_path = job_dir / "config.yaml"
-    OmegaConf.save(recipe, config_path)
-
     argv = [*settings.command, settings.script, "--config", str(config_path)]
     argv += list(settings.extra_args)
     with job_environment(settings.env) as env:
@@ -571,9 +575,11 @@ def run_nemo_rl_trial(
         )
     slot = hold_slot(visible, need, env) if visible and need else nullcontext(None)
     log_file = job_dir / "train.log"
-    with slot as gpus:
-        if gpus is not None:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    with slot as held:
+        if held is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(held.gpus)
+            share_port_ranges(recipe, held)
+        OmegaConf.save(recipe, config_path)
         returncode = _run_script(argv, env, settings, job_dir, log_file, on_validation)
     if returncode != 0:
         raise NeMoRLRunError(

@@ -111,6 +111,11 @@ def main(algorithm: str) -> None:
     for key in ("CUDA_VISIBLE_DEVICES", "RAY_TMPDIR"):
         print(f"standin: {key}={os.environ.get(key, '')}", flush=True)
     print(f"standin: policy.model_name={cfg['policy']['model_name']}", flush=True)
+    ports = (
+        cfg["cluster"].get("master_port_range_low"),
+        cfg["cluster"].get("master_port_range_high"),
+    )
+    print(f"standin: master_ports={ports[0]}-{ports[1]}", flush=True)
     if logger.get("wandb_enabled"):
         print(f"standin: wandb.name={logger['wandb'].get('name')}", flush=True)
         print(f"standin: wandb.group={logger['wandb'].get('group')}", flush=True)
