@@ -567,7 +567,8 @@ def run_nemo_rl_trial(
         env["RAY_TMPDIR"] = str(ray_temp_dir(job_dir))  # its own Ray instance, not another's
     if "RAY_ADDRESS" not in (settings.env or {}):
         env.pop("RAY_ADDRESS", None)
-    visible = visible_gpus(env)
+    # an external Ray cluster (RAY_ADDRESS in trainer.env) places the run itself: no slot here
+    visible = None if "RAY_ADDRESS" in (settings.env or {}) else visible_gpus(env)
     if visible and need and need > len(visible):
         raise NeMoRLRunError(
             f"the trial needs {need} GPUs (cluster.gpus_per_node x cluster.num_nodes) but this "
