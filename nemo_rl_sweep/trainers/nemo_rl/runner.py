@@ -507,7 +507,7 @@ def check_nemo_rl_trial(
     recipe = prepare_recipe(
         cfg, Path("/job-dir-checked-before-launch"), settings, before_launch=True
     )
-    if trials_at_once is not None:
+    if trials_at_once is not None and "RAY_ADDRESS" not in (settings.env or {}):
         env = {**os.environ, **(settings.env or {})}
         check_slots(gpus_needed(without_env_values(recipe)), visible_gpus(env), trials_at_once)
 
