@@ -92,6 +92,25 @@ def test_standin_asserts_nemo_rls_batch_rule(tmp_path):
     assert good.returncode == 0  # 32 x 32 = 1024, two global batches of 512
 
 
+@pytest.mark.parametrize(
+    ("algorithm", "recipe", "tag"),
+    [("sft", "sft.yaml", "validation/val_loss"), ("dpo", "dpo.yaml", "validation-default/loss")],
+)
+def test_standin_sft_and_dpo_write_nemo_rls_tags(tmp_path, algorithm, recipe, tag):
+    cfg = load_recipe(NEMO_RL_CONFIGS / recipe)
+    apply_overrides(cfg, [f"{algorithm}.max_num_steps=3", f"{algorithm}.val_period=3"])
+    runner = {
+        "checkout": str(STANDIN),
+        "script": f"examples/run_{algorithm}.py",
+        "command": [sys.executable],
+        "poll_interval_s": 0.1,
+        "objective": {"tag": tag},
+    }
+    metrics = run_nemo_rl_trial(cfg, runner, tmp_path / "job")
+    lr = float(cfg.policy.optimizer.kwargs.lr)
+    assert metrics[tag] == pytest.approx(value(algorithm, lr, 3), rel=1e-6)
+
+
 # --- 1. one folder per trial, forever -------------------------------------------------------
 
 
