@@ -28,6 +28,7 @@ class FailureKind(StrEnum):
     MISSING_METRIC = "missing_metric"  # it finished without reporting an objective
     NOT_FINITE = "not_finite"  # an objective was NaN or infinite
     NOT_METRICS = "not_metrics"  # it returned something that is not a number or a mapping
+    INFEASIBLE = "infeasible"  # its config breaks a rule of the trainer; never launched
 
 
 class TrialFailure(Exception):

@@ -9,7 +9,7 @@ imported when it is picked, so importing this package loads neither torch nor Te
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from nemo_rl_sweep.errors import SweepConfigError
@@ -38,9 +38,24 @@ class Trainer:
         listed = section.get("metrics") if isinstance(section, Mapping) else None
         return None if listed is None else [str(name) for name in listed]
 
-    def check(self, trial_cfg: Any, metric: Any, direction: Any) -> None:
+    def check(
+        self, trial_cfg: Any, metric: Any, direction: Any, swept: Sequence[str] = ()
+    ) -> None:
         """Refuse, with a :class:`SweepConfigError`, a trial config that could not run, before
-        anything is launched. ``metric`` and ``direction`` are the sweep's."""
+        anything is launched. ``metric`` and ``direction`` are the sweep's, ``swept`` its keys."""
+
+    def default_objective(self, cfg: Any) -> tuple[str, str]:
+        """The metric and direction a sweep optimises when the user names none."""
+        return "validation/accuracy", "maximize"
+
+    def default_search_space(self, cfg: Any, strategy: str) -> str:
+        """The ``search_space`` option a preset's ``auto`` stands for with this trainer."""
+        return "grpo_grid" if strategy == "grid" else "grpo"
+
+    def infeasible(self, trial_cfg: Any) -> str | None:
+        """The rule a trial config breaks, for a trial that would fail before giving a value: it
+        is recorded as failed without being launched. None when it may run."""
+        return None
 
 
 def get_trainer(name: Any) -> Trainer:

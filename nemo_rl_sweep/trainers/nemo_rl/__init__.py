@@ -5,6 +5,7 @@ Kept free of heavy imports so ``nemo_rl_sweep.trainers.nemo_rl.config`` can be i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from nemo_rl_sweep.trainers import OnValidation, Trainer
@@ -22,12 +23,42 @@ class NeMoRLTrainer(Trainer):
 
         return run_nemo_rl_trial(cfg, on_validation=on_validation)
 
-    def check(self, trial_cfg: Any, metric: Any, direction: Any) -> None:
-        """A missing checkout or script, a bad objective or an unresolvable interpolation would
-        fail every trial, so they are refused before the first launch."""
+    def check(
+        self, trial_cfg: Any, metric: Any, direction: Any, swept: Sequence[str] = ()
+    ) -> None:
+        """A missing checkout or script, a bad objective, an unresolvable interpolation or a swept
+        key the recipe's backend never reads would fail (or waste) every trial, so they are
+        refused before the first launch."""
+        from nemo_rl_sweep.trainers.nemo_rl.recipe import check_backend_keys
         from nemo_rl_sweep.trainers.nemo_rl.runner import check_nemo_rl_trial
 
+        check_backend_keys(trial_cfg, swept)
         check_nemo_rl_trial(trial_cfg, None, metric, direction)
+
+    def metrics(self, cfg: Any) -> list[str] | None:
+        """``trainer.metrics`` when listed, else the tags the recipe's algorithm writes."""
+        from nemo_rl_sweep.trainers.nemo_rl.recipe import written_metrics
+
+        listed = super().metrics(cfg)
+        return listed if listed is not None else written_metrics(cfg)
+
+    def default_objective(self, cfg: Any) -> tuple[str, str]:
+        """GRPO: validation/accuracy max; SFT: validation/val_loss min; DPO: the first validation
+        set's loss, min."""
+        from nemo_rl_sweep.trainers.nemo_rl.recipe import default_objective
+
+        return default_objective(cfg)
+
+    def default_search_space(self, cfg: Any, strategy: str) -> str:
+        """The LLM space of the recipe's algorithm, at its active backend's keys."""
+        from nemo_rl_sweep.trainers.nemo_rl.recipe import default_search_space
+
+        return default_search_space(cfg, strategy)
+
+    def infeasible(self, trial_cfg: Any) -> str | None:
+        from nemo_rl_sweep.trainers.nemo_rl.invariants import broken_rule
+
+        return broken_rule(trial_cfg)
 
 
 TRAINER = NeMoRLTrainer()
