@@ -97,6 +97,17 @@ class Objectives:
         return values, metrics
 
 
+def direction_of(metric: str) -> str | None:
+    """The direction a metric's name implies (a loss is minimized, an accuracy or a reward is
+    maximized); None when the name does not say."""
+    leaf = str(metric).rsplit("/", 1)[-1]
+    if leaf in ("loss", "val_loss") or leaf.endswith("_loss"):
+        return "minimize"
+    if leaf in ("accuracy", "reward") or leaf.endswith(("_accuracy", "_reward")):
+        return "maximize"
+    return None
+
+
 def as_metrics(returned: Any, single_name: str) -> dict[str, float]:
     """A job's return value as ``{name: float}``; a bare number counts as the first objective."""
     if returned is None:

@@ -7,6 +7,7 @@ engine, and every heavy import, lives in ``nemo_rl_sweep``.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from collections.abc import Sequence
@@ -97,6 +98,7 @@ class NemoRLSweeper(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
         self.job_idx = 0
+        self._composed: dict[tuple[str, ...], DictConfig] = {}
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -124,14 +126,25 @@ class NemoRLSweeper(Sweeper):
         from dataclasses import replace
         from pathlib import Path
 
+        from nemo_rl_sweep.screening import check_feasible
         from nemo_rl_sweep.loop import Sweep
+        from nemo_rl_sweep.settings import objective_or_default, resolved_strategy
         from nemo_rl_sweep.space import parse_overrides, parse_params
         from nemo_rl_sweep.warm_start import expand_recipe_entries
 
         assert self.config is not None
-        space = parse_params(self.params).with_overrides(parse_overrides(arguments))
+        trainer = _trainer_of(self.config)
+        strategy = resolved_strategy(self.settings)
+        command_line = parse_overrides(arguments)
+        fixed = [f.override() for f in command_line.fixed.values()]
+        space = parse_params(self._space_params(trainer, strategy, fixed))
+        space = space.with_overrides(command_line)
         enqueue = expand_recipe_entries(self.settings.enqueue, space, self._recipe_value)
-        settings = replace(self.settings, enqueue=enqueue)
+        metric, direction = objective_or_default(
+            self.settings.metric, self.settings.direction, trainer.default_objective(self.config)
+        )
+        settings = replace(self.settings, enqueue=enqueue, metric=metric, direction=direction)
+        self.settings = settings
         sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
         ledger_dir = Path(self.config.hydra.runtime.cwd) / "multirun"
         sweep = Sweep(
@@ -141,8 +154,11 @@ class NemoRLSweeper(Sweeper):
             sweep_dir,
             task_name=str(self.config.hydra.job.name),
             ledger_dir=ledger_dir,
+            screen=self._screen if trainer.has_rules else None,
         )
         self._check_trial_config(space, sweep.preview(1))
+        if trainer.has_rules:
+            check_feasible(space, sweep.plan.grid_points, self._screen, print)
         if settings.dry_run:
             return _print_dry_run(sweep)
         sweep.open()
@@ -158,6 +174,43 @@ class NemoRLSweeper(Sweeper):
         return result
 
     # ---------------------------------------------------------------------------------------
+
+    def _space_params(self, trainer: Any, strategy: str, fixed: list[str]) -> Any:
+        """The search space group's keys; a preset's ``auto`` becomes the space that fits the
+        trainer and its recipe (composed by Hydra, as if named on the command line)."""
+        assert self.config is not None and self.hydra_context is not None
+        if self.config.hydra.runtime.choices.get(SPACE_GROUP) != "auto":
+            return self.params
+        name = trainer.default_search_space(self.config, strategy)
+        composed = self.hydra_context.config_loader.load_sweep_config(
+            self.config, [*fixed, f"{SPACE_GROUP}={name}"]
+        )
+        print(
+            f"search space: {name} (auto, for trainer {trainer.name}); name another with {SPACE_GROUP}=<name>"
+        )
+        return {**(_container(composed.hydra.sweeper.params) or {}), **self.params}
+
+    def _trial_config(self, overrides: Sequence[str]) -> DictConfig:
+        """The config a trial with ``overrides`` gets, without its ``hydra`` node: Hydra composes
+        it once per choice of config groups; the other keys are applied as Hydra applies them."""
+        from nemo_rl_sweep.trainers.nemo_rl.config import apply_overrides
+
+        assert self.config is not None and self.hydra_context is not None
+        choices = self.config.hydra.runtime.choices
+        groups = tuple(o for o in overrides if o.split("=", 1)[0].lstrip("+~") in choices)
+        base = self._composed.get(groups)
+        if base is None:
+            base = self.hydra_context.config_loader.load_sweep_config(self.config, list(groups))
+            with open_dict(base):
+                base.pop("hydra", None)
+            self._composed[groups] = base
+        cfg = copy.deepcopy(base)
+        return apply_overrides(cfg, [o for o in overrides if o not in groups])
+
+    def _screen(self, overrides: list[str]) -> str | None:
+        """The screening hook the loop calls before a trial launches: the trainer's broken rule."""
+        cfg = self._trial_config(overrides)
+        return _trainer_of(cfg).infeasible(cfg)
 
     def _recipe_value(self, key: str) -> Any:
         """The trial config's value at ``key`` (for ``enqueue: [recipe]``); KeyError if it has none."""
@@ -199,19 +252,21 @@ class NemoRLSweeper(Sweeper):
                     f"Hydra cannot compose a trial config ({first})",
                     "fix the key or value it names",
                 ) from None
-            from nemo_rl_sweep.trainers import get_trainer
-
-            trainer = get_trainer(OmegaConf.select(trial_cfg, "trainer.name", default="embedded"))
+            trainer = _trainer_of(trial_cfg)
             with open_dict(trial_cfg):
                 trial_cfg.pop("hydra", None)
-            trainer.check(trial_cfg, self.settings.metric, self.settings.direction)
+            swept = [key for key in space.params if key not in choices]
+            trainer.check(trial_cfg, self.settings.metric, self.settings.direction, swept)
 
     def _launch(self, jobs: Sequence[Any]) -> list[Any]:
         from hydra_plugins.nemo_rl_sweeper.submitit_jobs import explain, is_submitit, launch_each
         from nemo_rl_sweep.job import JobOutcome, job_overrides
 
+        objective = _objective_overrides(self.settings.metric, self.settings.direction)
         batch = [
-            list(job.overrides) + job_overrides(job.number, self._ledger_url, self._study_name)
+            list(job.overrides)
+            + job_overrides(job.number, self._ledger_url, self._study_name)
+            + objective
             for job in jobs
         ]
 
@@ -234,6 +289,25 @@ class NemoRLSweeper(Sweeper):
 
 
 _ABSENT = object()
+SPACE_GROUP = "search_space@hydra.sweeper.params"
+
+
+def _trainer_of(config: Any) -> Any:
+    from nemo_rl_sweep.trainers import get_trainer
+
+    return get_trainer(OmegaConf.select(config, "trainer.name", default="embedded"))
+
+
+def _objective_overrides(metric: Any, direction: Any) -> list[str]:
+    """The sweep's resolved objective, for the job (pruning reports it, the runner reads it)."""
+    from nemo_rl_sweep.space import format_value
+
+    def text(value: Any) -> str:
+        if isinstance(value, str):
+            return format_value(value)
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+
+    return [f"hydra.sweeper.metric={text(metric)}", f"hydra.sweeper.direction={text(direction)}"]
 
 
 def _check_launcher(config: DictConfig) -> None:
@@ -287,6 +361,11 @@ def _container(value: Any) -> Any:
 
 def _print_dry_run(sweep: Any) -> None:
     print(f"[dry run] study {sweep.study_name!r} in {sweep.storage_url}")
+    objectives = sweep.objectives
+    print(
+        "[dry run] objective: "
+        + ", ".join(f"{n} ({d})" for n, d in zip(objectives.names, objectives.directions))
+    )
     print(f"[dry run] strategy {sweep.plan.strategy}, search space:")
     for key, text in sweep.space.describe().items():
         print(f"  {key}: {text}")

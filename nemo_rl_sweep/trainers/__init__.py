@@ -25,6 +25,8 @@ class Trainer:
     """What every trainer offers; a subclass sets ``name`` and implements ``run``."""
 
     name: str = ""
+    # whether ``infeasible`` has rules: the sweeper screens each trial's config only then
+    has_rules: bool = False
 
     def run(self, cfg: Any, on_validation: OnValidation | None = None) -> dict[str, float]:
         """Train once with the trial config ``cfg``; ``on_validation(step, metrics)`` may raise
@@ -38,9 +40,7 @@ class Trainer:
         listed = section.get("metrics") if isinstance(section, Mapping) else None
         return None if listed is None else [str(name) for name in listed]
 
-    def check(
-        self, trial_cfg: Any, metric: Any, direction: Any, swept: Sequence[str] = ()
-    ) -> None:
+    def check(self, trial_cfg: Any, metric: Any, direction: Any, swept: Sequence[str] = ()) -> None:
         """Refuse, with a :class:`SweepConfigError`, a trial config that could not run, before
         anything is launched. ``metric`` and ``direction`` are the sweep's, ``swept`` its keys."""
 

@@ -17,15 +17,14 @@ class NeMoRLTrainer(Trainer):
     """Launches one NeMo RL training script per trial (``runner.py``)."""
 
     name = "nemo_rl"
+    has_rules = True
 
     def run(self, cfg: Any, on_validation: OnValidation | None = None) -> dict[str, float]:
         from nemo_rl_sweep.trainers.nemo_rl.runner import run_nemo_rl_trial
 
         return run_nemo_rl_trial(cfg, on_validation=on_validation)
 
-    def check(
-        self, trial_cfg: Any, metric: Any, direction: Any, swept: Sequence[str] = ()
-    ) -> None:
+    def check(self, trial_cfg: Any, metric: Any, direction: Any, swept: Sequence[str] = ()) -> None:
         """A missing checkout or script, a bad objective, an unresolvable interpolation or a swept
         key the recipe's backend never reads would fail (or waste) every trial, so they are
         refused before the first launch."""

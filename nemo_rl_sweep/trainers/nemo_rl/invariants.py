@@ -123,7 +123,9 @@ def _world_vs_parallel(cfg: Any) -> str | None:
 def _gbs_vs_dp(cfg: Any) -> str | None:
     gbs, dp = _int(cfg, "policy.train_global_batch_size"), _dp(cfg)
     if gbs % dp:
-        return f"policy.train_global_batch_size={gbs} is not divisible by the data-parallel size {dp}"
+        return (
+            f"policy.train_global_batch_size={gbs} is not divisible by the data-parallel size {dp}"
+        )
     return None
 
 

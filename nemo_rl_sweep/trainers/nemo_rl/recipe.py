@@ -23,7 +23,6 @@ __all__ = [
     "check_backend_keys",
     "default_objective",
     "default_search_space",
-    "direction_of",
     "written_metrics",
 ]
 
@@ -80,7 +79,13 @@ def written_metrics(cfg: Any) -> list[str] | None:
     algo = algorithm(cfg)
     timing = "timing/train/total_step_time"
     if algo == "grpo":
-        return ["validation/accuracy", "validation/avg_length", "train/loss", "train/reward", timing]
+        return [
+            "validation/accuracy",
+            "validation/avg_length",
+            "train/loss",
+            "train/reward",
+            timing,
+        ]
     if algo == "sft":
         return ["validation/val_loss", "train/loss", timing]
     if algo == "dpo":
@@ -110,16 +115,6 @@ def default_search_space(cfg: Any, strategy: str) -> str:
     return name + "_grid" if strategy == "grid" else name
 
 
-def direction_of(metric: str) -> str | None:
-    """The direction a known kind of metric is optimised in; None when the name does not say."""
-    leaf = metric.rsplit("/", 1)[-1]
-    if leaf in ("loss", "val_loss") or leaf.endswith("_loss"):
-        return "minimize"
-    if leaf in ("accuracy", "reward") or leaf.endswith("_accuracy"):
-        return "maximize"
-    return None
-
-
 def _under(key: str, section: str) -> bool:
     return key == section or key.startswith(section + ".")
 
@@ -127,7 +122,9 @@ def _under(key: str, section: str) -> bool:
 def _counterpart(key: str, active: str) -> str | None:
     """The key the ``active`` backend reads for the setting ``key`` names under the other one."""
     for dtensor_key, megatron_key in _SAME_SETTING:
-        theirs, ours = (dtensor_key, megatron_key) if active == "megatron" else (megatron_key, dtensor_key)
+        theirs, ours = (
+            (dtensor_key, megatron_key) if active == "megatron" else (megatron_key, dtensor_key)
+        )
         if _under(key, theirs):
             return ours + key[len(theirs) :]
     return None
