@@ -126,8 +126,8 @@ class NemoRLSweeper(Sweeper):
         from dataclasses import replace
         from pathlib import Path
 
-        from nemo_rl_sweep.screening import check_feasible
         from nemo_rl_sweep.loop import Sweep
+        from nemo_rl_sweep.screening import check_feasible
         from nemo_rl_sweep.settings import objective_or_default, resolved_strategy
         from nemo_rl_sweep.space import parse_overrides, parse_params
         from nemo_rl_sweep.warm_start import expand_recipe_entries
