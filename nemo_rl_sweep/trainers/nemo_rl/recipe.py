@@ -108,7 +108,11 @@ def default_objective(cfg: Any) -> tuple[str, str]:
 
 def default_search_space(cfg: Any, strategy: str) -> str:
     """``<algorithm>[_megatron][_grid]`` (``grpo_llm`` for GRPO): the LLM ranges at the keys the
-    recipe's backend reads, ``choice`` lists for a grid."""
+    recipe's backend reads, ``choice`` lists for a grid. The embedded trainer's own recipe
+    (``policy.model_name: embedded-*``, run through its NeMo RL-style script) keeps the toy space
+    its small policy is sized for."""
+    if str(_select(cfg, "policy.model_name", "")).startswith("embedded-"):
+        return "grpo_grid" if strategy == "grid" else "grpo"
     name = {"grpo": "grpo_llm", "sft": "sft", "dpo": "dpo"}.get(algorithm(cfg) or "", "grpo_llm")
     if backend(cfg) == "megatron":
         name += "_megatron"
