@@ -16,7 +16,7 @@ from typing import Any
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.space import SearchSpace, trial_overrides
+from nemo_rl_sweep.space import SearchSpace, format_value, trial_overrides
 
 __all__ = ["MAX_PROBES", "Screen", "check_feasible", "probe_points"]
 
@@ -56,21 +56,20 @@ def check_feasible(
         return
     broken = []
     for params in points:
-        overrides = trial_overrides(space, params)
-        rule = screen(overrides)
+        rule = screen(trial_overrides(space, params))
         if rule is not None:
-            broken.append((overrides, rule))
+            broken.append((" ".join(f"{k}={format_value(v)}" for k, v in params.items()), rule))
     if len(broken) == len(points):
-        overrides, rule = broken[0]
+        point, rule = broken[0]
         raise SweepConfigError(
             "hydra.sweeper.params",
             f"no point of the search space can run ({len(points)} checked); "
-            f"e.g. {' '.join(overrides)} breaks {rule}",
+            f"e.g. {point} breaks {rule}",
             "change the swept ranges, or the recipe values the rule names, so some trials pass",
         )
     if grid_points is not None and broken:
         say(
             f"grid: {len(broken)} of {len(points)} points break a rule and will be skipped (recorded as infeasible, not run):"
         )
-        for overrides, rule in broken:
-            say(f"  {' '.join(overrides)}: {rule}")
+        for point, rule in broken:
+            say(f"  {point}: {rule}")

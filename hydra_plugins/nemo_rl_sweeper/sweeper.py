@@ -156,7 +156,7 @@ class NemoRLSweeper(Sweeper):
             ledger_dir=ledger_dir,
             screen=self._screen if trainer.has_rules else None,
         )
-        self._check_trial_config(space, sweep.preview(1))
+        self._check_trial_config(space, sweep)
         if trainer.has_rules:
             check_feasible(space, sweep.plan.grid_points, self._screen, print)
         if settings.dry_run:
@@ -219,12 +219,15 @@ class NemoRLSweeper(Sweeper):
             raise KeyError(key)
         return _container(value)
 
-    def _check_trial_config(self, space: Any, first_trials: Sequence[Sequence[str]]) -> None:
-        """Refuse, before any job, a swept key the trial config lacks (unless written ``+key``)."""
+    def _check_trial_config(self, space: Any, sweep: Any) -> None:
+        """Refuse, before any job, a swept key the run would never read or the trial config lacks
+        (unless written ``+key``), then check the first trial's config."""
         from nemo_rl_sweep.errors import SweepConfigError
 
         assert self.config is not None
         choices = self.config.hydra.runtime.choices
+        swept = [key for key in space.params if key not in choices]
+        _trainer_of(self.config).check_keys(self.config, swept)
         for key, param in {**space.params, **space.fixed}.items():
             if param.prefix or key in choices or key.startswith("hydra."):
                 continue
@@ -240,7 +243,7 @@ class NemoRLSweeper(Sweeper):
         _check_metrics(self.config, self.settings.metric)
         assert self.hydra_context is not None
         _check_launcher(self.config)
-        for overrides in first_trials:
+        for overrides in sweep.preview(1):
             try:
                 trial_cfg = self.hydra_context.config_loader.load_sweep_config(
                     self.config, list(overrides)
@@ -255,8 +258,7 @@ class NemoRLSweeper(Sweeper):
             trainer = _trainer_of(trial_cfg)
             with open_dict(trial_cfg):
                 trial_cfg.pop("hydra", None)
-            swept = [key for key in space.params if key not in choices]
-            trainer.check(trial_cfg, self.settings.metric, self.settings.direction, swept)
+            trainer.check(trial_cfg, self.settings.metric, self.settings.direction)
 
     def _launch(self, jobs: Sequence[Any]) -> list[Any]:
         from hydra_plugins.nemo_rl_sweeper.submitit_jobs import explain, is_submitit, launch_each

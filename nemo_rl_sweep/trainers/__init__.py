@@ -40,9 +40,12 @@ class Trainer:
         listed = section.get("metrics") if isinstance(section, Mapping) else None
         return None if listed is None else [str(name) for name in listed]
 
-    def check(self, trial_cfg: Any, metric: Any, direction: Any, swept: Sequence[str] = ()) -> None:
+    def check(self, trial_cfg: Any, metric: Any, direction: Any) -> None:
         """Refuse, with a :class:`SweepConfigError`, a trial config that could not run, before
-        anything is launched. ``metric`` and ``direction`` are the sweep's, ``swept`` its keys."""
+        anything is launched. ``metric`` and ``direction`` are the sweep's."""
+
+    def check_keys(self, cfg: Any, swept: Sequence[str]) -> None:
+        """Refuse a swept key the run would never read (``cfg`` is the sweep's config)."""
 
     def default_objective(self, cfg: Any) -> tuple[str, str]:
         """The metric and direction a sweep optimises when the user names none."""

@@ -24,15 +24,18 @@ class NeMoRLTrainer(Trainer):
 
         return run_nemo_rl_trial(cfg, on_validation=on_validation)
 
-    def check(self, trial_cfg: Any, metric: Any, direction: Any, swept: Sequence[str] = ()) -> None:
-        """A missing checkout or script, a bad objective, an unresolvable interpolation or a swept
-        key the recipe's backend never reads would fail (or waste) every trial, so they are
-        refused before the first launch."""
-        from nemo_rl_sweep.trainers.nemo_rl.recipe import check_backend_keys
+    def check(self, trial_cfg: Any, metric: Any, direction: Any) -> None:
+        """A missing checkout or script, a bad objective or an unresolvable interpolation would
+        fail every trial, so they are refused before the first launch."""
         from nemo_rl_sweep.trainers.nemo_rl.runner import check_nemo_rl_trial
 
-        check_backend_keys(trial_cfg, swept)
         check_nemo_rl_trial(trial_cfg, None, metric, direction)
+
+    def check_keys(self, cfg: Any, swept: Sequence[str]) -> None:
+        """A key only the recipe's inactive backend reads would make every trial the same run."""
+        from nemo_rl_sweep.trainers.nemo_rl.recipe import check_backend_keys
+
+        check_backend_keys(cfg, swept)
 
     def metrics(self, cfg: Any) -> list[str] | None:
         """``trainer.metrics`` when listed, else the tags the recipe's algorithm writes."""

@@ -93,8 +93,10 @@ def _dp(cfg: Any) -> int:
 
 
 def _one_backend(cfg: Any) -> str | None:
-    megatron = _opt(cfg, "policy.megatron_cfg.enabled", False) is True
-    dtensor = _opt(cfg, "policy.dtensor_cfg.enabled", False) is True
+    flags = [_opt(cfg, f"policy.{b}_cfg.enabled", None) for b in ("megatron", "dtensor")]
+    if flags == [None, None]:
+        return None  # a recipe without either section (the embedded trainer's) names no backend
+    megatron, dtensor = (flag is True for flag in flags)
     if megatron == dtensor:
         both = "both are" if megatron else "neither is"
         return f"policy.megatron_cfg.enabled and policy.dtensor_cfg.enabled: {both} true"
