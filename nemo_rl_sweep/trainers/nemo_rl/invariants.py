@@ -131,10 +131,16 @@ def _gbs_vs_dp(cfg: Any) -> str | None:
     return None
 
 
+def _batching(cfg: Any) -> tuple[bool, bool]:
+    """(sequence packing on, dynamic batching on)."""
+    return (
+        _opt(cfg, "policy.sequence_packing.enabled", False) is True,
+        _opt(cfg, "policy.dynamic_batching.enabled", False) is True,
+    )
+
+
 def _micro_batches(cfg: Any) -> str | None:
-    packed = _opt(cfg, "policy.sequence_packing.enabled", False) is True
-    dynamic = _opt(cfg, "policy.dynamic_batching.enabled", False) is True
-    if packed or dynamic:
+    if any(_batching(cfg)):
         return None  # micro-batches are then cut by tokens, not counted in samples
     gbs, mbs, dp = (
         _int(cfg, "policy.train_global_batch_size"),
@@ -195,8 +201,7 @@ def _tp4_logprob(cfg: Any) -> str | None:
 
 
 def _packing_xor_dynamic(cfg: Any) -> str | None:
-    packed = _opt(cfg, "policy.sequence_packing.enabled", False) is True
-    dynamic = _opt(cfg, "policy.dynamic_batching.enabled", False) is True
+    packed, dynamic = _batching(cfg)
     if packed and dynamic:
         return "policy.sequence_packing.enabled and policy.dynamic_batching.enabled are both true"
     if dynamic and _parallel(cfg)[1] > 1:
