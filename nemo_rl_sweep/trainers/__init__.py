@@ -37,6 +37,8 @@ class Trainer:
     """What every trainer offers; a subclass sets ``name`` and implements ``run``."""
 
     name: str = ""
+    # whether ``infeasible`` has rules: the sweeper screens each trial's config only then
+    has_rules: bool = False
 
     def run(self, cfg: Any, on_validation: OnValidation | None = None) -> dict[str, float]:
         """Train once with the trial config ``cfg``; ``on_validation(step, metrics)`` may raise
@@ -61,6 +63,22 @@ class Trainer:
         """Delete what finished trials no longer need (as ``cfg`` asks); the bytes freed. The
         sweeper calls it between batches and at the end."""
         return 0
+
+    def check_keys(self, cfg: Any, swept: Sequence[str]) -> None:
+        """Refuse a swept key the run would never read (``cfg`` is the sweep's config)."""
+
+    def default_objective(self, cfg: Any) -> tuple[str, str]:
+        """The metric and direction a sweep optimises when the user names none."""
+        return "validation/accuracy", "maximize"
+
+    def default_search_space(self, cfg: Any, strategy: str) -> str:
+        """The ``search_space`` option a preset's ``auto`` stands for with this trainer."""
+        return "grpo_grid" if strategy == "grid" else "grpo"
+
+    def infeasible(self, trial_cfg: Any) -> str | None:
+        """The rule a trial config breaks, for a trial that would fail before giving a value: it
+        is recorded as failed without being launched. None when it may run."""
+        return None
 
 
 def get_trainer(name: Any) -> Trainer:

@@ -17,6 +17,7 @@ class NeMoRLTrainer(Trainer):
     """Launches one NeMo RL training script per trial (``runner.py``)."""
 
     name = "nemo_rl"
+    has_rules = True
 
     def run(self, cfg: Any, on_validation: OnValidation | None = None) -> dict[str, float]:
         from nemo_rl_sweep.trainers.nemo_rl.runner import run_nemo_rl_trial
@@ -48,6 +49,37 @@ class NeMoRLTrainer(Trainer):
             for t in finished
             if mode == "none" or not t.best
         )
+
+    def check_keys(self, cfg: Any, swept: Sequence[str]) -> None:
+        """A key only the recipe's inactive backend reads would make every trial the same run."""
+        from nemo_rl_sweep.trainers.nemo_rl.recipe import check_backend_keys
+
+        check_backend_keys(cfg, swept)
+
+    def metrics(self, cfg: Any) -> list[str] | None:
+        """``trainer.metrics`` when listed, else the tags the recipe's algorithm writes."""
+        from nemo_rl_sweep.trainers.nemo_rl.recipe import written_metrics
+
+        listed = super().metrics(cfg)
+        return listed if listed is not None else written_metrics(cfg)
+
+    def default_objective(self, cfg: Any) -> tuple[str, str]:
+        """GRPO: validation/accuracy max; SFT: validation/val_loss min; DPO: the first validation
+        set's loss, min."""
+        from nemo_rl_sweep.trainers.nemo_rl.recipe import default_objective
+
+        return default_objective(cfg)
+
+    def default_search_space(self, cfg: Any, strategy: str) -> str:
+        """The LLM space of the recipe's algorithm, at its active backend's keys."""
+        from nemo_rl_sweep.trainers.nemo_rl.recipe import default_search_space
+
+        return default_search_space(cfg, strategy)
+
+    def infeasible(self, trial_cfg: Any) -> str | None:
+        from nemo_rl_sweep.trainers.nemo_rl.invariants import broken_rule
+
+        return broken_rule(trial_cfg)
 
 
 TRAINER = NeMoRLTrainer()
