@@ -10,6 +10,8 @@ import numpy as np
 
 from nemo_rl_sweep.pareto.front import pareto_front_mask
 
+_BLOCK = 256  # rows per block of the pairwise dominance test
+
 
 def ehvi_reference_point(
     values: np.ndarray,
@@ -73,11 +75,15 @@ def ehvi_reference_point(
     span = np.where(hi - lo > 0, hi - lo, 1.0)
     z, fz = (y - lo) / span, (f - lo) / span
 
-    # On the front when it ran: no earlier row dominates it.
-    le = np.all(z[:, None, :] <= z[None, :, :], axis=2)
-    lt = np.any(z[:, None, :] < z[None, :, :], axis=2)
-    earlier = np.triu(np.ones((len(z), len(z)), dtype=bool), 1)  # [i, j]: row i ran before j
-    was_on_front = ~(le & lt & earlier).any(axis=0)
+    # On the front when it ran: no earlier row dominates it (in blocks, to bound memory).
+    n = len(z)
+    was_on_front = np.ones(n, dtype=bool)
+    for s in range(0, n, _BLOCK):
+        zb = z[s : s + _BLOCK]
+        le = np.all(z[:, None, :] <= zb[None, :, :], axis=2)
+        lt = np.any(z[:, None, :] < zb[None, :, :], axis=2)
+        earlier = np.arange(n)[:, None] < np.arange(s, s + len(zb))[None, :]
+        was_on_front[s : s + len(zb)] = ~(le & lt & earlier).any(axis=0)
     # How far it is dominated now: the largest d such that some front point is better by d in
     # every objective.
     depth = np.max(np.min(z[:, None, :] - fz[None, :, :], axis=2), axis=1)
