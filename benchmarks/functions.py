@@ -55,6 +55,66 @@ ZDT2_MAX_HV = 1.21 - 2.0 / 3.0
 DTLZ2_3_MAX_HV = 1.1**3 - np.pi / 6.0  # cube minus the positive octant of the unit ball
 
 
+# Disconnected fronts (issue 18): the front falls apart into pieces, so a sampler must jump gaps.
+
+
+def zdt3(x: Sequence[float]) -> tuple[float, float]:
+    """ZDT3: f2 = g (1 - sqrt(f1/g) - f1/g sin(10 pi f1)); at x[1:] = 0 (g = 1) the front is the
+    five non-dominated pieces of that curve, f1 in [0, 0.852], f2 in [-0.773, 1]."""
+    x = np.asarray(x, dtype=float)
+    f1 = float(x[0])
+    g = 1.0 + 9.0 * float(np.sum(x[1:])) / (x.size - 1)
+    r = f1 / g
+    return f1, float(g * (1.0 - np.sqrt(r) - r * np.sin(10.0 * np.pi * f1)))
+
+
+def dtlz7(x: Sequence[float], n_objectives: int = 3) -> tuple[float, ...]:
+    """DTLZ7 (Deb et al. 2002): f_i = x_i for i < m, f_m = (1 + g) (m - sum f_i/(1+g) (1 +
+    sin(3 pi f_i))); at x[m-1:] = 0 (g = 1) the front is 2^(m-1) separate pieces, f_m in [2.6, 6]
+    for m = 3."""
+    x = np.asarray(x, dtype=float)
+    m = n_objectives
+    f = x[: m - 1]
+    g = 1.0 + 9.0 * float(np.mean(x[m - 1 :]))
+    h = m - float(np.sum(f / (1.0 + g) * (1.0 + np.sin(3.0 * np.pi * f))))
+    return (*map(float, f), float((1.0 + g) * h))
+
+
+def _cummin_hv_1d(best: np.ndarray, a: np.ndarray, ref: float) -> float:
+    """Integral over the grid ``a`` of (ref - best)^+, where best[i] is the front's lowest last
+    objective among points no worse than a[i] in the others (trapezoid rule)."""
+    return float(np.trapezoid(np.clip(ref - best, 0.0, None), a))
+
+
+def _zdt3_max_hv(ref: tuple[float, float], n: int = 400_001) -> float:
+    # HV = int_0^r1 (r2 - min_{t <= min(a, 1)} h(t))^+ da, h(t) = 1 - sqrt(t) - t sin(10 pi t)
+    a = np.linspace(0.0, ref[0], n)
+    t = np.minimum(a, 1.0)
+    h = 1.0 - np.sqrt(t) - t * np.sin(10.0 * np.pi * t)
+    return _cummin_hv_1d(np.minimum.accumulate(h), a, ref[1])
+
+
+def _dtlz7_3_max_hv(ref: tuple[float, float, float], n: int = 4001) -> float:
+    # At g = 1, f3 = 2 (3 - phi(f1) - phi(f2)), phi(t) = t/2 (1 + sin(3 pi t)); the best f3 among
+    # front points with f1 <= a, f2 <= b uses the running maximum of phi, so the dominated volume
+    # is a double integral over (a, b) of (r3 - 6 + 2 Phi(a) + 2 Phi(b))^+.
+    a = np.linspace(0.0, ref[0], n)
+    b = np.linspace(0.0, ref[1], n)
+    ta, tb = np.minimum(a, 1.0), np.minimum(b, 1.0)
+    pa = np.maximum.accumulate(ta / 2 * (1 + np.sin(3 * np.pi * ta)))
+    pb = np.maximum.accumulate(tb / 2 * (1 + np.sin(3 * np.pi * tb)))
+    inner = np.clip(ref[2] - 6.0 + 2.0 * pa[:, None] + 2.0 * pb[None, :], 0.0, None)
+    return float(np.trapezoid(np.trapezoid(inner, b, axis=1), a))
+
+
+# Hypervolume references of the disconnected problems (the front's nadir plus ~10% of its range,
+# as for the others) and the true maximum hypervolume there.
+ZDT3_REF = (1.1, 1.1)
+DTLZ7_3_REF = (1.1, 1.1, 6.6)
+ZDT3_MAX_HV = _zdt3_max_hv(ZDT3_REF)
+DTLZ7_3_MAX_HV = _dtlz7_3_max_hv(DTLZ7_3_REF)
+
+
 # --- single-objective test problems with known minima (bayes engineer) -------------------------
 # Each is a Problem: an Optuna search space, a function of a parameter dict, and its known minimum,
 # so simple regret = best value found - minimum.

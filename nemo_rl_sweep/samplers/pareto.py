@@ -20,8 +20,9 @@ Shared behaviour (as ``BayesSampler``):
 * FAIL trials are not fitted, and their points are never proposed again.
 * ``study.directions`` are honoured (maximised objectives are negated internally).
 * The reference point of the acquisition is ``reference_point`` (user units, one number per
-  objective) if given, else the current front's worst value in each objective pushed out by 10%
-  of that objective's observed range.
+  objective) if given, else :func:`nemo_rl_sweep.pareto.reference.ehvi_reference_point`: the
+  front's worst values, extended to regions the front reached and left, plus 10% of each
+  objective's observed range.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from nemo_rl_sweep.gp.acquisition import LogEHVI
 from nemo_rl_sweep.gp.search_space import SpaceEncoding
 from nemo_rl_sweep.gp.threads import single_thread
 from nemo_rl_sweep.pareto.front import pareto_front_mask, to_minimization
+from nemo_rl_sweep.pareto.reference import ehvi_reference_point
 from nemo_rl_sweep.samplers.bayes import propose
 from nemo_rl_sweep.samplers.model_based import (
     ModelBasedSampler,
@@ -127,8 +129,8 @@ class ParetoSampler(ModelBasedSampler):
         seed: makes the sweep reproducible.
         n_startup_trials: Sobol points before the models are used (finished trials counted).
         reference_point: one value per objective in the metrics' own units, bounding the
-            hypervolume the acquisition improves; default: the front's worst values plus 10% of
-            each objective's observed range.
+            hypervolume the acquisition improves; default: derived from the trials
+            (:func:`nemo_rl_sweep.pareto.reference.ehvi_reference_point`).
         method: ``"ehvi"`` (default), ``"parego"`` or ``"nsga2"``.
         n_candidates: space-filling candidates scored per suggestion before local search.
         n_restarts: local searches per suggestion.
@@ -235,12 +237,10 @@ class ParetoSampler(ModelBasedSampler):
                 models = [mdl.condition_on(X_run, believed[:, k]) for k, mdl in enumerate(models)]
                 front = np.vstack([front, believed])
                 front = front[pareto_front_mask(front)]
-            # Default reference: the front's worst value in each objective plus 10% of that
-            # objective's observed range (0.1 on this scale). Measured on ZDT1/ZDT2/DTLZ2: a
-            # reference at the worst of *all* trials pulls the search to the front's ends and
-            # lost a third of the hypervolume on DTLZ2; one hugging the front (margin ~0.03)
-            # starves the ends and lost it on ZDT1.
-            ref_n = front.max(axis=0) + 0.1 if ref is None else (ref - lo) / span
+            # Default reference: the front's nadir, pushed out to where the front once reached and
+            # was left behind (another piece of a disconnected front may lie there), plus 10% of
+            # each objective's range; see ehvi_reference_point for why.
+            ref_n = ehvi_reference_point(Yn, front) if ref is None else (ref - lo) / span
             acq = LogEHVI(front, ref_n)
 
             def fn(Xq: torch.Tensor) -> torch.Tensor:

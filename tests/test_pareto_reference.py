@@ -1,0 +1,94 @@
+"""The default EHVI reference point (issue 18): stable as the front grows, deaf to dominated
+outliers, and wide enough that another piece of a disconnected front keeps a positive
+improvement."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+from nemo_rl_sweep.pareto import hypervolume, hypervolume_improvement, pareto_front_mask
+from nemo_rl_sweep.pareto.reference import ehvi_reference_point
+from nemo_rl_sweep.samplers.pareto import ParetoSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from functions import zdt3  # noqa: E402
+
+
+def _zdt3_front(f1: np.ndarray, g: float = 1.0) -> np.ndarray:
+    return np.array([zdt3([a, (g - 1.0) / 9.0]) for a in f1])
+
+
+def _converged_on_first_piece() -> np.ndarray:
+    """A ZDT3 history in trial order: a spread of early trials, then the search settles on the
+    first piece of the front (f1 < 0.083) as it does with a reference hugging the front."""
+    early = np.array([zdt3([a, b]) for a, b in [(0.9, 0.3), (0.5, 0.6), (0.1, 0.8), (0.7, 0.1)]])
+    later = _zdt3_front(np.linspace(0.0, 0.08, 12), g=1.0)
+    return np.vstack([early, later])
+
+
+def test_reference_keeps_the_region_the_front_left():
+    y = _converged_on_first_piece()
+    front = y[pareto_front_mask(y)]
+    assert front[:, 0].max() < 0.09  # the front is the first piece only
+    ref = ehvi_reference_point(y)
+    old = front.max(axis=0) + 0.1 * np.ptp(y, axis=0)  # main's rule: front's worst + 10%
+    piece2 = np.array(zdt3([0.22, 0.0]))  # on the second piece (f1 in [0.18, 0.26])
+    assert np.any(piece2 >= old)  # beyond the old reference: no improvement possible
+    assert np.all(piece2 < ref)
+    assert hypervolume_improvement(piece2, front, ref)[0] > 0.0
+    assert hypervolume_improvement(piece2, front, old)[0] == 0.0
+    assert ref[0] >= 0.9  # up to the early trial that the front left behind
+
+
+def test_reference_is_stable_as_the_front_grows():
+    # points of one connected front arrive (extremes first); the reference does not move
+    rng = np.random.default_rng(0)
+    f1 = np.concatenate([[0.0, 1.0], rng.random(30)])
+    y = np.stack([f1, 1.0 - np.sqrt(f1)], axis=1)
+    refs = [ehvi_reference_point(y[:n]) for n in range(4, len(y) + 1)]
+    np.testing.assert_allclose(refs, np.repeat(refs[:1], len(refs), axis=0))
+    np.testing.assert_allclose(refs[0], [1.1, 1.1])
+
+    # and on the disconnected history, converging further on the first piece does not shrink it
+    y = _converged_on_first_piece()
+    more = np.vstack([y, _zdt3_front(np.linspace(0.0, 0.083, 20))])
+    np.testing.assert_allclose(ehvi_reference_point(more), ehvi_reference_point(y), rtol=1e-3)
+
+
+def test_a_far_dominated_outlier_does_not_move_the_reference():
+    y = _converged_on_first_piece()
+    ref = ehvi_reference_point(y)
+    for position in (len(y), 0):  # arriving last (dominated) or first (alone on the front)
+        with_outlier = np.insert(y, position, [0.5, 1e6], axis=0)
+        np.testing.assert_allclose(ehvi_reference_point(with_outlier), ref)
+
+
+def test_units_and_front_argument():
+    y = _converged_on_first_piece()
+    ref = ehvi_reference_point(y)
+    scale, shift = np.array([3.0, 0.01]), np.array([-2.0, 5.0])
+    np.testing.assert_allclose(ehvi_reference_point(y * scale + shift), ref * scale + shift)
+    # a front with extra (believed) points is honoured: the reference covers it
+    believed = np.array([[0.3, 0.1]])
+    front = np.vstack([y[pareto_front_mask(y)], believed])
+    front = front[pareto_front_mask(front)]
+    assert np.all(ehvi_reference_point(y, front) > believed[0])
+
+
+def test_short_run_reaches_both_pieces_of_a_disconnected_front():
+    """2-D ZDT3, 24 trials: the default reference lets the search leave the first piece."""
+    sampler = ParetoSampler(seed=0, n_startup_trials=6, n_candidates=256, n_restarts=2)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    for _ in range(24):
+        trial = study.ask()
+        x = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(2)]
+        study.tell(trial, zdt3(x))
+    v = np.array([t.values for t in study.trials])
+    front = v[pareto_front_mask(v)]
+    assert front[:, 0].min() < 0.09 and front[:, 0].max() > 0.18  # first piece and beyond
+    assert hypervolume(v, [1.1, 1.1]) > 0.9
