@@ -225,14 +225,16 @@ class Sweep:
     def _run_async(self, study: optuna.Study, slots: JobSlots) -> None:
         """Fill the free slots, wait for the first trial to end, record it, fill again."""
         running: dict[Future[JobOutcome], optuna.Trial] = {}
+        starting: list[optuna.Trial] = []
         stopped: SweepStopped | None = None
         try:
             while True:
                 free = self.settings.n_jobs - len(running)
                 if stopped is None and free > 0:
-                    trials = self._ask_up_to(study, self.claims.room(study, free))
-                    if trials:
-                        running.update(self._start(study, slots, trials))
+                    starting = self._ask_up_to(study, self.claims.room(study, free))
+                    if starting:
+                        running.update(self._start(slots, starting))
+                    starting = []
                 if not running:
                     break
                 done: set[Future[JobOutcome]] = set()
@@ -242,33 +244,33 @@ class Sweep:
                     self._record(study, running.pop(future), _outcome_of(future))
                 self._write_results(study)
                 if stopped is None:
-                    try:
-                        self._check_failures(study)
-                    except SweepStopped as exc:
-                        stopped = exc
-                        if running:
-                            self.progress.message(
-                                f"{exc}; no new trial starts, waiting for the {len(running)} "
-                                "running trial(s) to finish"
-                            )
+                    stopped = self._failure_stop(study, len(running))
         except KeyboardInterrupt:
             slots.stop()
-            self._interrupted(study, list(running.values()))
+            self._interrupted(study, [*running.values(), *starting])
         if stopped is not None:
             raise stopped
 
     def _start(
-        self, study: optuna.Study, slots: JobSlots, trials: list[optuna.Trial]
+        self, slots: JobSlots, trials: list[optuna.Trial]
     ) -> dict[Future[JobOutcome], optuna.Trial]:
-        jobs = self._jobs(trials)
-        try:
-            futures = list(slots.start(jobs))
-        except KeyboardInterrupt:
-            slots.stop()
-            self._interrupted(study, trials)
+        futures = list(slots.start(self._jobs(trials)))
         if len(futures) != len(trials):
             raise RuntimeError(f"the launcher started {len(futures)} of {len(trials)} jobs")
         return dict(zip(futures, trials))
+
+    def _failure_stop(self, study: optuna.Study, n_running: int) -> SweepStopped | None:
+        """The reason to stop (too many failures), said at once; running trials still finish."""
+        try:
+            self._check_failures(study)
+        except SweepStopped as exc:
+            if n_running:
+                self.progress.message(
+                    f"{exc}; no new trial starts, waiting for the {n_running} running trial(s) "
+                    "to finish"
+                )
+            return exc
+        return None
 
     # --------------------------------------------------------------------------------- helpers
 
