@@ -1,0 +1,77 @@
+"""Asynchronous sweeps with local processes (the joblib launcher): a slot that frees starts a trial.
+
+The Slurm form of the long-and-short test is in tests/test_slurm_sweep.py.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from tests.helpers import REPO, load_study, run_app, sweep_dirs
+from tests.test_resume import _start, _wait_for_complete
+
+LONG_SHORT_APP = REPO / "tests" / "apps" / "long_short.py"
+
+
+def check_short_trials_ran_beside_the_long_one(trials: list[optuna.trial.FrozenTrial]) -> None:
+    """Trial 0 ended only after four short trials ended, each started while trial 0 ran."""
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    long = trials[0]
+    assert long.user_attrs["metrics"]["shorts_seen"] >= 4  # it did not give up waiting
+    shorts = [t for t in trials[1:] if t.datetime_complete <= long.datetime_complete]
+    assert len(shorts) >= 4
+    assert all(long.datetime_start <= t.datetime_start for t in shorts)
+
+
+def test_joblib_short_trials_keep_starting_while_a_long_one_runs(tmp_path: Path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = run_app(
+        LONG_SHORT_APP,
+        ["--multirun", "hydra/launcher=joblib", f"marks={marks}", "hydra.sweeper.seed=3"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "n_jobs=2: asynchronous" in proc.stdout.splitlines()[1]
+    check_short_trials_ran_beside_the_long_one(load_study(sweep_dirs(tmp_path)[0]).get_trials())
+
+
+def test_basic_launcher_says_it_keeps_batches(tmp_path: Path):
+    proc = run_app(
+        LONG_SHORT_APP,
+        ["--multirun", "wait_for=0", "hydra.sweeper.n_trials=2", f"marks={tmp_path}"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[1].startswith(
+        "[sweep] n_jobs=2: batches of 2, each waits for its slowest trial (the basic launcher "
+        "runs jobs one after another in this process"
+    )
+
+
+def test_joblib_ctrl_c_stops_the_worker_processes_and_resumes(tmp_path: Path):
+    args = [
+        "hydra.sweeper.seed=1",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "hydra/launcher=joblib",
+        "sleep=1.0",
+    ]
+    proc = _start(args, tmp_path)
+    _wait_for_complete(tmp_path, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "interrupted" in err and "run the same command to resume" in err
+    trials = load_study(sweep_dirs(tmp_path)[-1]).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    stale = [t for t in trials if t.user_attrs.get("stale")]
+    assert stale and all(t.state == TrialState.FAIL for t in stale)
+    again = run_app(Path(REPO / "tests" / "apps" / "toy.py"), ["--multirun", *args], tmp_path)
+    assert again.returncode == 0, again.stderr
+    trials = load_study(sweep_dirs(tmp_path)[-1]).get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
