@@ -18,13 +18,19 @@ LONG_SHORT_APP = REPO / "tests" / "apps" / "long_short.py"
 
 
 def check_short_trials_ran_beside_the_long_one(trials: list[optuna.trial.FrozenTrial]) -> None:
-    """Trial 0 ended only after four short trials ended, each started while trial 0 ran."""
+    """Trial 0 ended only after four short trials ended, each started while trial 0 ran.
+
+    The fourth short trial and trial 0 may end together (and be recorded in number order), so the
+    ledger shows at least three short trials recorded before trial 0 and four started during it.
+    """
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
     long = trials[0]
     assert long.user_attrs["metrics"]["shorts_seen"] >= 4  # it did not give up waiting
-    shorts = [t for t in trials[1:] if t.datetime_complete <= long.datetime_complete]
-    assert len(shorts) >= 4
-    assert all(long.datetime_start <= t.datetime_start for t in shorts)
+    during = [
+        t for t in trials[1:] if long.datetime_start <= t.datetime_start <= long.datetime_complete
+    ]
+    assert len(during) >= 4
+    assert sum(t.datetime_complete <= long.datetime_complete for t in during) >= 3
 
 
 def test_joblib_short_trials_keep_starting_while_a_long_one_runs(tmp_path: Path):
