@@ -205,6 +205,8 @@ class Sweep:
     def mode_text(self) -> str:
         """One of the sweep's first lines: how its trials share the ``n_jobs`` slots."""
         n = self.settings.n_jobs
+        if n == 1:
+            return "n_jobs=1: one trial at a time"
         if self.slots is not None:
             return (
                 f"n_jobs={n}: asynchronous, a new trial starts as soon as one of {n} slot(s) frees"
