@@ -229,6 +229,7 @@ class Sweep:
         running: dict[Future[JobOutcome], optuna.Trial] = {}
         starting: list[optuna.Trial] = []
         stopped: SweepStopped | None = None
+        recorded = False
         try:
             while True:
                 free = self.settings.n_jobs - len(running)
@@ -237,6 +238,9 @@ class Sweep:
                     if starting:
                         running.update(self._start(slots, starting))
                     starting = []
+                if recorded:  # after the slots are filled again: no slot waits for the files
+                    self._write_results(study)
+                    recorded = False
                 if not running:
                     break
                 done: set[Future[JobOutcome]] = set()
@@ -244,7 +248,7 @@ class Sweep:
                     done, _ = wait(running, timeout=_POLL_S, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: running[f].number):
                     self._record(study, running.pop(future), _outcome_of(future))
-                self._write_results(study)
+                recorded = True
                 if stopped is None:
                     stopped = self._failure_stop(study, len(running))
         except KeyboardInterrupt:

@@ -5,14 +5,13 @@ The Slurm form of the long-and-short test is in tests/test_slurm_sweep.py.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from tests.helpers import REPO, load_study, run_app, sweep_dirs
-from tests.test_resume import _start, _wait_for_complete
+from tests.test_resume import ctrl_c_then_resume
 
 LONG_SHORT_APP = REPO / "tests" / "apps" / "long_short.py"
 
@@ -59,25 +58,14 @@ def test_basic_launcher_says_it_keeps_batches(tmp_path: Path):
     )
 
 
-def test_joblib_ctrl_c_stops_the_worker_processes_and_resumes(tmp_path: Path):
-    args = [
-        "hydra.sweeper.seed=1",
-        "hydra.sweeper.n_trials=4",
-        "hydra.sweeper.n_jobs=2",
-        "hydra/launcher=joblib",
-        "sleep=1.0",
-    ]
-    proc = _start(args, tmp_path)
-    _wait_for_complete(tmp_path, 1, proc)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0
-    assert "interrupted" in err and "run the same command to resume" in err
-    trials = load_study(sweep_dirs(tmp_path)[-1]).get_trials()
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
-    stale = [t for t in trials if t.user_attrs.get("stale")]
-    assert stale and all(t.state == TrialState.FAIL for t in stale)
-    again = run_app(Path(REPO / "tests" / "apps" / "toy.py"), ["--multirun", *args], tmp_path)
-    assert again.returncode == 0, again.stderr
-    trials = load_study(sweep_dirs(tmp_path)[-1]).get_trials()
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+def test_joblib_ctrl_c_stops_the_running_trials_and_resumes(tmp_path: Path):
+    ctrl_c_then_resume(
+        [
+            "hydra.sweeper.seed=1",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.n_jobs=2",
+            "hydra/launcher=joblib",
+            "sleep=1.0",
+        ],
+        tmp_path,
+    )
