@@ -79,12 +79,16 @@ class TrialLink:
 
         import optuna
 
-        from nemo_rl_sweep.ledger import open_trial
+        from nemo_rl_sweep.ledger import ATTR_CONFIRMATION, open_trial
         from nemo_rl_sweep.pruning import stored_pruner
 
         trial = open_trial(self.storage, self.study_name, self.trial_number)
-        # the sweep's pruner, not the MedianPruner Optuna gives a study loaded without one
-        trial.study.pruner = stored_pruner(trial.study)
+        # the sweep's pruner, not the MedianPruner Optuna gives a study loaded without one; none
+        # for a confirmation run, whose whole run is what it is there for
+        confirming = bool(trial.user_attrs.get(ATTR_CONFIRMATION))
+        trial.study.pruner = (
+            optuna.pruners.NopPruner() if confirming else stored_pruner(trial.study)
+        )
 
         def report(step: int, metrics: Mapping[str, float]) -> None:
             value = metrics.get(self.metric)

@@ -43,6 +43,7 @@ ATTR_DURATION = "duration_s"
 ATTR_STALE = "stale"
 ATTR_OWNER = "sweeper"
 ATTR_COPIED_FROM = "copied_from"  # warm start: "<study>#<number>" of the trial copied
+ATTR_CONFIRMATION = "confirmation"  # a re-run of a search configuration with a new seed
 STUDY_ATTR_STRATEGY = "nemo_rl_sweep.strategy"
 STUDY_ATTR_SPACE = "nemo_rl_sweep.search_space"
 
@@ -281,6 +282,8 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
     """Finished or running trials count toward n_trials; stale failures were never really run."""
     if trial.state == TrialState.WAITING or trial.user_attrs.get(ATTR_COPIED_FROM):
         return False  # copies of an earlier study's trials (warm start) were not run here
+    if trial.user_attrs.get(ATTR_CONFIRMATION):
+        return False  # re-runs of the best configurations after the search, beyond n_trials
     return not (trial.state == TrialState.FAIL and trial.user_attrs.get(ATTR_STALE))
 
 

@@ -43,9 +43,9 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from nemo_rl_sweep import ledger
+from nemo_rl_sweep import confirmation, ledger
 from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims
-from nemo_rl_sweep.errors import SweepStopped
+from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
 from nemo_rl_sweep.job import JobOutcome, TrialJob
 from nemo_rl_sweep.objectives import FailureKind, Objectives, TrialFailure
 from nemo_rl_sweep.outputs.progress import ConsoleProgress
@@ -120,10 +120,19 @@ class Sweep:
         )
         self.study: optuna.Study | None = None
         self.new_trials: list[int] = []
+        self.seed_key: tuple[str, int] | None = None  # (key, the search's seed): set_seed_key
 
     @property
     def objectives(self) -> Objectives:
         return self.plan.objectives
+
+    def set_seed_key(self, lookup: Callable[[str], Any]) -> None:
+        """Find the trainer's seed key in a trial config (``lookup(key)``, KeyError if absent),
+        when the sweep confirms its answer; a bad or missing key is refused here, before the run."""
+        if self.plan.confirm is not None:
+            self.seed_key = confirmation.find_seed_key(
+                lookup, self.plan.confirm, list(self.space.params)
+            )
 
     # ---------------------------------------------------------------------------------- public
 
@@ -193,12 +202,11 @@ class Sweep:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         try:
             with sigterm_as_interrupt():
-                if self.slots is not None:
-                    self._run_async(study, self.slots)
-                else:
-                    self._run_batches(study)
+                self._run_phase(study, self.claims)
+                if self.plan.confirm is not None:
+                    self._run_phase(study, self._confirmation_claims(study))
         finally:
-            self._write_results(study)
+            self._write_results(study, final=True)
             self.progress.sweep_finished(study)
         return SweepResult(study, self.storage_url, self.sweep_dir, list(self.new_trials))
 
@@ -215,16 +223,24 @@ class Sweep:
 
     # ------------------------------------------------------------------------------ the modes
 
-    def _run_batches(self, study: optuna.Study) -> None:
-        while (batch_size := self.claims.room(study, self.settings.n_jobs)) > 0:
-            trials = self._ask_up_to(study, batch_size)
+    def _run_phase(self, study: optuna.Study, claims: Claims) -> None:
+        """Run trials until ``claims`` leave no room: in ``n_jobs`` slots, or in batches."""
+        if self.slots is not None:
+            self._run_async(study, claims, self.slots)
+        else:
+            self._run_batches(study, claims)
+
+    def _run_batches(self, study: optuna.Study, claims: Claims) -> None:
+        """Ask, launch and tell in batches of ``n_jobs``."""
+        while (batch_size := claims.room(study, self.settings.n_jobs)) > 0:
+            trials = self._ask_up_to(study, claims, batch_size)
             if not trials:
                 break
             self._run_batch(study, trials)
             self._write_results(study)
             self._check_failures(study)
 
-    def _run_async(self, study: optuna.Study, slots: JobSlots) -> None:
+    def _run_async(self, study: optuna.Study, claims: Claims, slots: JobSlots) -> None:
         """Fill the free slots, wait for the first trial to end, record it, fill again."""
         running: dict[Future[JobOutcome], optuna.Trial] = {}
         starting: list[optuna.Trial] = []
@@ -234,7 +250,7 @@ class Sweep:
             while True:
                 free = self.settings.n_jobs - len(running)
                 if stopped is None and free > 0:
-                    starting = self._ask_up_to(study, self.claims.room(study, free))
+                    starting = self._ask_up_to(study, claims, claims.room(study, free))
                     if starting:
                         running.update(self._start(slots, starting))
                     starting = []
@@ -278,19 +294,44 @@ class Sweep:
             return exc
         return None
 
+    def _confirmation_claims(self, study: optuna.Study) -> Claims:
+        """The runs that re-check the best configurations with new seeds, as trials of the study."""
+        confirm = self.plan.confirm
+        assert confirm is not None
+        if self.seed_key is None:
+            raise SweepConfigError(
+                "hydra.sweeper.confirm",
+                "the trainer's seed key is not known",
+                "call Sweep.set_seed_key with a trial config's lookup before run()",
+            )
+        key, base = self.seed_key
+        record = confirmation.record_settings(study, confirm, key, base)
+        runs = confirmation.plan(study.get_trials(deepcopy=False), study.directions, record)
+        todo = confirmation.pending(study.get_trials(deepcopy=False), runs)
+        if todo:
+            self.progress.message(
+                f"confirmation: {len(todo)} run(s) of the top {confirm.top_k} configuration(s) "
+                f"with {key} = {', '.join(map(str, record['seed_values']))}"
+            )
+        return confirmation.ConfirmationClaims(runs)
+
+    def _overrides(self, trial: optuna.Trial) -> list[str]:
+        """A trial's Hydra overrides: its parameters, and a confirmation run's new seed."""
+        return trial_overrides(self.space, trial.params) + confirmation.seed_override(trial)
+
     # --------------------------------------------------------------------------------- helpers
 
-    def _ask_up_to(self, study: optuna.Study, n: int) -> list[optuna.Trial]:
+    def _ask_up_to(self, study: optuna.Study, claims: Claims, n: int) -> list[optuna.Trial]:
         trials = []
         for _ in range(n):
-            trial = self._ask(study, self.claims)
+            trial = self._ask(study, claims)
             if trial is None:
                 break
             trials.append(trial)
         return trials
 
     def _jobs(self, trials: list[optuna.Trial]) -> list[TrialJob]:
-        jobs = [TrialJob(t.number, trial_overrides(self.space, t.params)) for t in trials]
+        jobs = [TrialJob(t.number, self._overrides(t)) for t in trials]
         for job in jobs:
             self.progress.trial_started(job.number, job.overrides)
         return jobs
@@ -323,7 +364,7 @@ class Sweep:
             for name, dist in self.space.distributions.items():
                 suggest(trial, name, dist)
             trial.set_user_attr(ledger.ATTR_OWNER, ledger.owner_tag())
-            trial.set_user_attr(ledger.ATTR_OVERRIDES, trial_overrides(self.space, trial.params))
+            trial.set_user_attr(ledger.ATTR_OVERRIDES, self._overrides(trial))
             return trial
         return None
 
@@ -391,10 +432,10 @@ class Sweep:
                 f"{last.number}): {last.user_attrs.get(ledger.ATTR_FAIL_REASON, 'unknown')}"
             )
 
-    def _write_results(self, study: optuna.Study) -> None:
+    def _write_results(self, study: optuna.Study, *, final: bool = False) -> None:
         from nemo_rl_sweep.outputs.results import write_results
 
-        write_results(study, self.sweep_dir, self.storage_url)
+        write_results(study, self.sweep_dir, self.storage_url, final=final)
 
 
 def _claims_of(sampler: optuna.samplers.BaseSampler, n_trials: int | None) -> Claims:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from optuna.pruners import BasePruner
     from optuna.samplers import BaseSampler
 
+    from nemo_rl_sweep.confirmation import ConfirmSettings
     from nemo_rl_sweep.objectives import Objectives
     from nemo_rl_sweep.space import SearchSpace
     from nemo_rl_sweep.warm_start import WarmStartSource
@@ -66,6 +67,12 @@ class SweepSettings:
     enqueue: list[Any] = field(default_factory=list)
     # seed the study with the COMPLETE trials of an earlier one: {study_name: ..., storage: ...}
     warm_start_from: dict[str, Any] | None = _any()
+    # after the search, re-run the top_k best distinct configurations (a Pareto front's members)
+    # with `seeds` new values of the trainer's seed key each (seed_key null: grpo.seed, sft.seed,
+    # dpo.seed, ... whichever the trial config has); the answer is the best mean. top_k null: off
+    confirm: dict[str, Any] = field(
+        default_factory=lambda: {"top_k": None, "seeds": 3, "seed_key": None}
+    )
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class SweepPlan:
     enqueue: list[dict[str, Any]]
     grid_points: list[dict[str, Any]] | None
     warm_start: WarmStartSource | None
+    confirm: ConfirmSettings | None = None
 
 
 def resolved_strategy(settings: SweepSettings) -> str:
@@ -90,6 +98,7 @@ def resolved_strategy(settings: SweepSettings) -> str:
 
 def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
     """Every sweeper key checked, before the ledger is touched or a job starts; mutates nothing."""
+    from nemo_rl_sweep.confirmation import check_confirm
     from nemo_rl_sweep.objectives import Objectives
     from nemo_rl_sweep.pruning import check_pruner
     from nemo_rl_sweep.samplers import strategy_rules
@@ -132,6 +141,8 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
     enqueue = check_enqueue(settings.enqueue, space, n)
     warm_start = check_source(settings.warm_start_from)
     grid_points = list(space.grid())[:n] if strategy == "grid" else None
+    # the search completes at most n_trials trials (a grid: its points)
+    confirm = check_confirm(settings.confirm, len(grid_points) if grid_points is not None else n)
     sampler = rules.make(
         space.distributions,
         seed=settings.seed,
@@ -141,7 +152,9 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
         grid_points=grid_points,
     )
     pruner = check_pruner(settings.pruner, objectives.names)
-    return SweepPlan(strategy, objectives, sampler, pruner, enqueue, grid_points, warm_start)
+    return SweepPlan(
+        strategy, objectives, sampler, pruner, enqueue, grid_points, warm_start, confirm
+    )
 
 
 def _check_positive_int(key: str, value: Any, example: str, *, allow_none: bool = False) -> None:

@@ -207,14 +207,21 @@ def test_a_sweep_ends_with_the_summary_and_writes_its_plots(random_sweep: Sweep)
     assert f"  answer         {random_sweep.dir / 'optimization_results.yaml'}" in out
     assert f"optuna-dashboard {random_sweep.storage}" in out
     plots = random_sweep.dir / PLOTS_DIR
-    for name in ("history", "importances", "slice"):
+    for name in ("history", "importances", "importances_fanova", "slice"):
         assert_real_png(plots / f"{name}.png")
-    for name in ("history", "importances", "slice", "parallel_coordinate", "timeline"):
+    for name in (
+        "history",
+        "importances",
+        "importances_fanova",
+        "slice",
+        "parallel_coordinate",
+        "timeline",
+    ):
         assert_plotly_html(plots / f"{name}.html")
     assert_plotly_html(plots / "history.html", '"name":"Best Value"', '"score"')
     assert_plotly_html(plots / "index.html")
     assert plots / "history.png" in [p for p in plots.iterdir()]
-    assert f"{plots}/{{history,importances,slice}}.png" in out
+    assert f"{plots}/{{history,importances,importances_fanova,slice}}.png" in out
 
 
 # ------------------------------------------------------------------------ the report command

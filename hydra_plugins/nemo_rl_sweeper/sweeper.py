@@ -73,6 +73,7 @@ class NemoRLSweeper(Sweeper):
         pruner: Any,
         enqueue: Any,
         warm_start_from: Any,
+        confirm: Any,
         params: Any = None,
         trial_number: int | None = None,
     ) -> None:
@@ -92,6 +93,7 @@ class NemoRLSweeper(Sweeper):
             pruner=_container(pruner),
             enqueue=_container(enqueue),
             warm_start_from=_container(warm_start_from),
+            confirm=_container(confirm),
         )
         self.params = _container(params) or {}
         self.config: DictConfig | None = None
@@ -146,7 +148,8 @@ class NemoRLSweeper(Sweeper):
             slots=slots,
             batch_reason=batch_reason,
         )
-        self._check_trial_config(space, sweep.preview(1))
+        trial_cfg = self._check_trial_config(space, sweep.preview(1))
+        sweep.set_seed_key(_lookup(trial_cfg if trial_cfg is not None else self.config))
         if settings.dry_run:
             return _print_dry_run(sweep)
         sweep.open()
@@ -165,13 +168,13 @@ class NemoRLSweeper(Sweeper):
 
     def _recipe_value(self, key: str) -> Any:
         """The trial config's value at ``key`` (for ``enqueue: [recipe]``); KeyError if it has none."""
-        value = OmegaConf.select(self.config, key, default=_ABSENT, throw_on_missing=False)
-        if value is _ABSENT:
-            raise KeyError(key)
-        return _container(value)
+        return _lookup(self.config)(key)
 
-    def _check_trial_config(self, space: Any, first_trials: Sequence[Sequence[str]]) -> None:
-        """Refuse, before any job, a swept key the trial config lacks (unless written ``+key``)."""
+    def _check_trial_config(
+        self, space: Any, first_trials: Sequence[Sequence[str]]
+    ) -> DictConfig | None:
+        """Refuse, before any job, a swept key the trial config lacks (unless written ``+key``);
+        return the first trial's config (the confirmation's seed key is looked up in it)."""
         from nemo_rl_sweep.errors import SweepConfigError
 
         assert self.config is not None
@@ -191,6 +194,7 @@ class NemoRLSweeper(Sweeper):
         _check_metrics(self.config, self.settings.metric)
         assert self.hydra_context is not None
         _check_launcher(self.config)
+        trial_cfg = None
         for overrides in first_trials:
             try:
                 trial_cfg = self.hydra_context.config_loader.load_sweep_config(
@@ -209,6 +213,7 @@ class NemoRLSweeper(Sweeper):
             with open_dict(trial_cfg):
                 trial_cfg.pop("hydra", None)
             trainer.check(trial_cfg, self.settings.metric, self.settings.direction)
+        return trial_cfg
 
     def _slots(self, n_jobs: int) -> tuple[Any, str]:
         """The loop's ``JobSlots`` when the launcher can start one job at a time, else why not."""
@@ -252,6 +257,18 @@ def _outcome(ret: Any) -> Any:
 
 
 _ABSENT = object()
+
+
+def _lookup(config: DictConfig) -> Any:
+    """``lookup(key)``: the config's value at ``key``, KeyError when it has none."""
+
+    def lookup(key: str) -> Any:
+        value = OmegaConf.select(config, key, default=_ABSENT, throw_on_missing=False)
+        if value is _ABSENT:
+            raise KeyError(key)
+        return _container(value)
+
+    return lookup
 
 
 def _check_launcher(config: DictConfig) -> None:

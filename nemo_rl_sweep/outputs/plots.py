@@ -4,8 +4,8 @@ Optuna already draws what people want to see of a study, in both toolkits, so th
 plots that fit the study and writes them; it draws nothing by hand:
 
 - ``history``: every trial's value over time with the best-so-far line (one objective);
-- ``importances``: parameter importances by Optuna's evaluator (needs two complete trials, two
-  parameters and values that differ);
+- ``importances`` and ``importances_fanova``: parameter importances by PED-ANOVA (Optuna's default
+  evaluator) and by fANOVA (needs two complete trials, two parameters and values that differ);
 - ``slice`` and ``parallel_coordinate``: where in the space the good values are (both as HTML; as PNG
   the slices for up to three parameters, else the parallel coordinates);
 - ``intermediate_values``: the learning curves that trials reported, pruned ones included;
@@ -34,6 +34,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep.outputs.format import PREFIX, clean_text, metric_names, short_names
+from nemo_rl_sweep.outputs.importances import METHOD_TITLES
 
 PLOTS_DIR = "plots"
 PARETO_PNG = "pareto_front.png"
@@ -103,17 +104,19 @@ def plot_specs(study: optuna.Study) -> list[PlotSpec]:
             )
         )
     if len(complete) >= 2 and len(params) > 1 and _values_vary(complete):
-        kw: dict[str, Any] = {"evaluator": _CachedImportance()}
-        if not multi:
-            kw["target_name"] = names[0]
-        specs.append(
-            PlotSpec(
-                "importances",
-                "Parameter importances",
-                lambda s: pv.plot_param_importances(s, **kw),
-                lambda s: mv.plot_param_importances(s, **kw),
+        # PED-ANOVA (Optuna's default) and fANOVA side by side, as in the summary
+        for stem, method in (("importances", "ped_anova"), ("importances_fanova", "fanova")):
+            kw: dict[str, Any] = {"evaluator": _CachedImportance(method)}
+            if not multi:
+                kw["target_name"] = names[0]
+            specs.append(
+                PlotSpec(
+                    stem,
+                    f"Parameter importances ({METHOD_TITLES[method]})",
+                    lambda s, kw=kw: pv.plot_param_importances(s, **kw),
+                    lambda s, kw=kw: mv.plot_param_importances(s, **kw),
+                )
             )
-        )
     if complete and params:
         target = _first_objective(multi)
         # one PNG of the two (each costs a second of drawing): slices read best for a few
@@ -295,14 +298,14 @@ def snapshot_study(study: optuna.Study) -> optuna.Study:
 
 
 class _CachedImportance(optuna.importance.BaseImportanceEvaluator):
-    """Optuna's own default evaluator (PED-ANOVA on Optuna 5, which needs no scikit-learn), computed
-    once for both the HTML and the PNG of a one-objective study."""
+    """An importance evaluator (PED-ANOVA, Optuna's default, or fANOVA) over the search's trials
+    (confirmation runs left out, as in the summary), computed once for both the HTML and the PNG
+    of a one-objective study."""
 
-    def __init__(self) -> None:
-        cls = getattr(optuna.importance, "PedAnovaImportanceEvaluator", None)
-        self._inner = (
-            cls() if cls is not None else optuna.importance.FanovaImportanceEvaluator(seed=0)
-        )
+    def __init__(self, method: str = "ped_anova") -> None:
+        from nemo_rl_sweep.outputs.importances import evaluator
+
+        self._inner = evaluator(method)
         self._cache: dict[Any, dict[str, float]] = {}
 
     def evaluate(
@@ -312,11 +315,13 @@ class _CachedImportance(optuna.importance.BaseImportanceEvaluator):
         *,
         target: Callable[[FrozenTrial], float] | None = None,
     ) -> dict[str, float]:
+        from nemo_rl_sweep.outputs.importances import search_study
+
         if target is not None:
-            return self._inner.evaluate(study, params=params, target=target)
+            return self._inner.evaluate(search_study(study), params=params, target=target)
         key = (id(study), tuple(params) if params else None)
         if key not in self._cache:
-            self._cache[key] = self._inner.evaluate(study, params=params)
+            self._cache[key] = self._inner.evaluate(search_study(study), params=params)
         return dict(self._cache[key])
 
 

@@ -22,6 +22,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep import ledger
+from nemo_rl_sweep.confirmation import is_confirmation, study_answer
 from nemo_rl_sweep.outputs.format import (
     direction_names,
     metric_names,
@@ -36,12 +37,25 @@ TRIALS_FILE = "trials.csv"
 PARETO_CSV = "pareto.csv"
 
 
-def write_results(study: optuna.Study, sweep_dir: str | Path, storage_url: str) -> dict[str, Any]:
+def write_results(
+    study: optuna.Study, sweep_dir: str | Path, storage_url: str, *, final: bool = False
+) -> dict[str, Any]:
+    """Rewrite the result files; ``final`` (the sweep's end) adds the importances, which fit a
+    random forest and are not worth redoing after every batch."""
+    from nemo_rl_sweep.outputs.importances import importances
+    from nemo_rl_sweep.outputs.range_edges import study_range_edges
+
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     write_trials_csv(study, trials, sweep_dir / TRIALS_FILE)
     summary = results_summary(study, trials, storage_url, sweep_dir)
+    edges = study_range_edges(study)
+    if edges:  # the best configurations at a range's end: the optimum may lie outside
+        summary["range_edges"] = [e.as_dict() for e in edges]
+    values = importances(study)[0] if final else {}
+    if values:
+        summary["importances"] = values
     tmp = sweep_dir / (RESULTS_FILE + ".tmp")
     tmp.write_text(yaml.safe_dump(summary, sort_keys=False))
     tmp.replace(sweep_dir / RESULTS_FILE)
@@ -63,24 +77,33 @@ def results_summary(
         "direction": directions if len(directions) > 1 else directions[0],
         "trials": {k: v for k, v in counts.items() if v},
     }
+    answer = study_answer(study)
+    if answer is not None:
+        summary["confirmation"] = answer.as_dict(names)
     if len(names) > 1:
         summary["solutions"] = write_pareto_results(study, sweep_dir)
+    elif answer is not None:  # the mean over its runs, with their std and number
+        confirmed = answer.best[0]
+        spread = {"best_value_std": plain(confirmed.std[0]), "best_n_runs": confirmed.n_runs}
+        summary.update(_best(study.trials[confirmed.search_trial], confirmed.mean[0], spread))
     elif any(t.state == TrialState.COMPLETE for t in trials):
-        best = study.best_trial
-        summary.update(
-            {
-                "best_params": _plain(best.params),
-                "best_value": plain(best.value),
-                "best_trial": best.number,
-                "best_metrics": _plain(best.user_attrs.get(ledger.ATTR_METRICS, {})),
-                "best_overrides": list(best.user_attrs.get(ledger.ATTR_OVERRIDES, [])),
-                "best_job_dir": best.user_attrs.get(ledger.ATTR_JOB_DIR),
-            }
-        )
+        summary.update(_best(study.best_trial, study.best_trial.value, {}))
     else:
         summary["best_params"] = None
         summary["best_value"] = None
     return summary
+
+
+def _best(best: FrozenTrial, value: float, spread: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "best_params": _plain(best.params),
+        "best_value": plain(value),
+        **spread,
+        "best_trial": best.number,
+        "best_metrics": _plain(best.user_attrs.get(ledger.ATTR_METRICS, {})),
+        "best_overrides": list(best.user_attrs.get(ledger.ATTR_OVERRIDES, [])),
+        "best_job_dir": best.user_attrs.get(ledger.ATTR_JOB_DIR),
+    }
 
 
 def write_trials_csv(study: optuna.Study, trials: list[FrozenTrial], path: Path) -> None:
@@ -139,11 +162,14 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """COMPLETE trials whose every value is finite: the ones a front is made of."""
+    """COMPLETE search trials whose every value is finite: the ones a front is made of
+    (confirmation runs repeat front members with new seeds; their answer is a block of its own)."""
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.values is not None and all(math.isfinite(v) for v in t.values)
+        if t.values is not None
+        and all(math.isfinite(v) for v in t.values)
+        and not is_confirmation(t)
     ]
 
 

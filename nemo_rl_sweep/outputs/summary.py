@@ -18,6 +18,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep import ledger
+from nemo_rl_sweep.confirmation import is_confirmation, study_answer
+from nemo_rl_sweep.confirmation import summary_lines as confirmation_lines
 from nemo_rl_sweep.outputs.format import (
     PREFIX,
     clean_text,
@@ -31,7 +33,10 @@ from nemo_rl_sweep.outputs.format import (
     table,
     trial_duration,
 )
+from nemo_rl_sweep.outputs.importances import summary_lines as importance_lines
 from nemo_rl_sweep.outputs.plots import PLOTS_DIR
+from nemo_rl_sweep.outputs.range_edges import study_range_edges
+from nemo_rl_sweep.outputs.range_edges import summary_lines as range_edge_lines
 from nemo_rl_sweep.outputs.results import (
     PARETO_CSV,
     RESULTS_FILE,
@@ -69,15 +74,26 @@ def format_summary(
     sweep_dir = Path(sweep_dir)
     lines = [_headline(study, trials)]
     names = metric_names(study)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    # the search's trials; confirmation runs repeat its best configurations (their block follows)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and not is_confirmation(t)]
+    answer = study_answer(study)
     if len(study.directions) == 1:
         if complete:
-            lines += _best_block(study, names[0], complete)
+            best = _best_block(study, names[0], complete)
+            if answer is not None:  # the answer is the confirmed configuration, further down
+                best[0] = best[0].replace("Best trial", "Best single trial", 1) + (
+                    " (one run; the confirmed answer follows)"
+                )
+            lines += best
             lines += _top_block(study, names[0], complete, top)
         else:
             lines.append("No trial completed yet, so there is no best trial.")
     else:
         lines += _pareto_block(study)
+    if answer is not None:
+        lines += confirmation_lines(answer, names)
+    lines += range_edge_lines(study_range_edges(study))
+    lines += importance_lines(study)
     lines += _running_block(trials)
     lines += _pruned_block(trials)
     lines += _failure_block(trials)
