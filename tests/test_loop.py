@@ -310,3 +310,20 @@ def test_interrupt_stops_the_running_jobs_and_marks_them_stale(tmp_path):
     trials = sweep.open().get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
     assert [t.number for t in trials if t.user_attrs.get(ledger.ATTR_STALE)] == [1, 2]
+
+
+def test_confirmation_runs_fill_the_slots_after_the_search(tmp_path):
+    """With confirm on, the second phase (issue 17) runs in the same slots once the search ended."""
+    score = lambda job: JobOutcome(value=float(job.overrides[0].split("=")[1]))  # noqa: E731
+    sweep, slots = make_async_sweep(
+        tmp_path, score, n_trials=6, n_jobs=2, confirm={"top_k": 2, "seeds": 2}
+    )
+    sweep.set_seed_key(lambda key: {"seed": 7}[key])
+    study = sweep.run().study
+    trials = study.get_trials()
+    assert len(trials) == 10 and slots.started == list(range(10))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    runs = [t for t in trials if t.number >= 6]
+    best = sorted(trials[:6], key=lambda t: t.value)[-2:]
+    assert {t.params["x"] for t in runs} == {t.params["x"] for t in best}
+    assert sorted(t.number for t in runs) == [6, 7, 8, 9]
