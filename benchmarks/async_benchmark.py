@@ -22,7 +22,7 @@ slot-seconds over 4 x wall), the best value reached (minimised, optimum -3.3224)
 trials pruned. The table goes to stdout and, between ``<!-- async:start -->`` and
 ``<!-- async:end -->``, into docs/benchmarks.md with the command and the versions.
 
-    python benchmarks/async_benchmark.py            # 5 seeds x 32 trials x 3 modes, ~12 min
+    python benchmarks/async_benchmark.py            # 5 seeds x 32 trials x 3 modes, ~13 min
     python benchmarks/async_benchmark.py --quick    # smoke run, docs untouched
 """
 
@@ -53,7 +53,7 @@ from functions import hartmann6_x  # noqa: E402
 
 SLOTS = 4
 STEPS = 4  # validations per trial; the pruner may stop a trial after any of them
-MEDIAN_S = 2.0  # a trial's median duration here (a NeMo RL trial's is hours)
+MEDIAN_S = 3.0  # a trial's median duration here (a NeMo RL trial's is hours)
 SIGMA = 0.8  # log-normal spread: 90% of trials within x/÷ 3.7 of the median
 PRUNER = {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 4}
 METRIC = "loss"
