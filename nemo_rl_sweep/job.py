@@ -9,6 +9,7 @@ sweeper reads both (``unwrap_return``). This module stays light: jobs import it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,14 +43,28 @@ class JobOutcome:
 
 
 def job_overrides(trial_number: int, storage_url: str, study_name: str) -> list[str]:
-    """The ``hydra.sweeper.*`` overrides that let a job find its ledger trial."""
+    """The ``hydra.sweeper.*`` overrides that let a job find its ledger trial, and the job's
+    folder name (``hydra.sweep.subdir``, see :func:`trial_subdir`)."""
     from nemo_rl_sweep.space import format_value
 
     return [
         f"hydra.sweeper.{KEY_TRIAL_NUMBER}={int(trial_number)}",
         f"hydra.sweeper.{KEY_STORAGE}={format_value(storage_url)}",
         f"hydra.sweeper.{KEY_STUDY_NAME}={format_value(study_name)}",
+        f"hydra.sweep.subdir={format_value(trial_subdir(study_name, trial_number))}",
     ]
+
+
+def trial_subdir(study_name: str, trial_number: int) -> str:
+    """``<study>/trial_<N>``: the trial's folder inside the sweep folder.
+
+    Hydra's default (``hydra.job.num``) restarts at 0 in every sweeper process, so a resumed or a
+    second sweeper on the same sweep folder would put a new trial in an old trial's folder, where
+    NeMo RL resumes the old trial's checkpoints. The trial number is unique in its study whatever
+    process asked for it, and the study name keeps two studies in one sweep folder apart.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(study_name)).strip("._") or "study"
+    return f"{safe}/trial_{int(trial_number)}"
 
 
 def wrap_return(value: Any, duration_s: float) -> dict[str, Any]:

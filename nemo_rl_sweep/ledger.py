@@ -46,6 +46,7 @@ ATTR_COPIED_FROM = "copied_from"  # warm start: "<study>#<number>" of the trial 
 ATTR_CONFIRMATION = "confirmation"  # a re-run of a search configuration with a new seed
 STUDY_ATTR_STRATEGY = "nemo_rl_sweep.strategy"
 STUDY_ATTR_SPACE = "nemo_rl_sweep.search_space"
+STUDY_ATTR_FREED_BYTES = "nemo_rl_sweep.checkpoints_freed_bytes"  # trainer.checkpoints=best|none
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

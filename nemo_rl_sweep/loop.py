@@ -50,6 +50,7 @@ from nemo_rl_sweep.job import JobOutcome, TrialJob
 from nemo_rl_sweep.objectives import FailureKind, Objectives, TrialFailure
 from nemo_rl_sweep.outputs.progress import ConsoleProgress
 from nemo_rl_sweep.pruning import record_pruner
+from nemo_rl_sweep.screening import Screen
 from nemo_rl_sweep.settings import SweepPlan, SweepSettings, check_settings
 from nemo_rl_sweep.space import SearchSpace, trial_overrides
 from nemo_rl_sweep.warm_start import seed_from_study
@@ -91,8 +92,10 @@ class Sweep:
         progress: ConsoleProgress | None = None,
         slots: JobSlots | None = None,
         batch_reason: str = "the launcher runs batches only",
+        screen: Screen | None = None,
     ) -> None:
         self.space = space
+        self.screen = screen
         self.settings = settings
         self.launch = launch
         self.slots = slots
@@ -365,8 +368,27 @@ class Sweep:
                 suggest(trial, name, dist)
             trial.set_user_attr(ledger.ATTR_OWNER, ledger.owner_tag())
             trial.set_user_attr(ledger.ATTR_OVERRIDES, self._overrides(trial))
+            if self._screened_out(study, trial, report=shared):
+                continue
             return trial
         return None
+
+    def _screened_out(self, study: optuna.Study, trial: optuna.Trial, *, report: bool) -> bool:
+        """The screening hook: a trial whose config breaks a rule of its trainer is recorded at
+        once as a failed, infeasible trial and never launched (no GPU time, and not counted by
+        max_failure_rate; it does count toward n_trials, which keeps the asking finite)."""
+        if self.screen is None:
+            return False
+        rule = self.screen(trial_overrides(self.space, trial.params))
+        if rule is None:
+            return False
+        trial.set_user_attr(ledger.ATTR_FAIL_REASON, f"infeasible, not launched: {rule}")
+        trial.set_user_attr(ledger.ATTR_FAIL_KIND, FailureKind.INFEASIBLE.value)
+        study.tell(trial, state=TrialState.FAIL)
+        if report:
+            self.new_trials.append(trial.number)
+            self.progress.message(f"trial {trial.number} skipped, infeasible: {rule}")
+        return True
 
     def _run_batch(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
         jobs = self._jobs(trials)
@@ -407,6 +429,7 @@ class Sweep:
             t
             for t in study.get_trials(deepcopy=False, states=ledger.FINISHED)
             if ledger.counts_toward_budget(t)
+            and t.user_attrs.get(ledger.ATTR_FAIL_KIND) != FailureKind.INFEASIBLE.value
         ]
         failed = [t for t in finished if t.state == TrialState.FAIL]
         if not failed:

@@ -28,6 +28,7 @@ class FailureKind(StrEnum):
     MISSING_METRIC = "missing_metric"  # it finished without reporting an objective
     NOT_FINITE = "not_finite"  # an objective was NaN or infinite
     NOT_METRICS = "not_metrics"  # it returned something that is not a number or a mapping
+    INFEASIBLE = "infeasible"  # its config breaks a rule of the trainer; never launched
 
 
 class TrialFailure(Exception):
@@ -94,6 +95,17 @@ class Objectives:
                 raise TrialFailure(FailureKind.NOT_FINITE, f"metric {name!r} is {value}")
             values.append(value)
         return values, metrics
+
+
+def direction_of(metric: str) -> str | None:
+    """The direction a metric's name implies (a loss is minimized, an accuracy or a reward is
+    maximized); None when the name does not say."""
+    leaf = str(metric).rsplit("/", 1)[-1]
+    if leaf in ("loss", "val_loss") or leaf.endswith("_loss"):
+        return "minimize"
+    if leaf in ("accuracy", "reward") or leaf.endswith(("_accuracy", "_reward")):
+        return "maximize"
+    return None
 
 
 def as_metrics(returned: Any, single_name: str) -> dict[str, float]:

@@ -44,8 +44,10 @@ class SweepSettings:
     # keyword arguments of the strategy's sampler (e.g. stratified: true, n_startup_trials: 8)
     strategy_options: dict[str, Any] = field(default_factory=dict)
     # one metric name or a list; one direction per metric (minimize | maximize)
-    metric: str | list[str] = _any("validation/accuracy")
-    direction: str | list[str] = _any("maximize")
+    # null: the trainer's default for the recipe (NeMo RL: GRPO validation/accuracy max, SFT
+    # validation/val_loss min, DPO validation-default/loss min); a null direction follows the metric
+    metric: str | list[str] | None = _any()
+    direction: str | list[str] | None = _any()
     # total trials in the study (grid: null runs every point)
     n_trials: int | None = 20
     # trials per launcher batch (run at once by joblib / Slurm launchers)
@@ -89,6 +91,26 @@ class SweepPlan:
     confirm: ConfirmSettings | None = None
 
 
+DEFAULT_OBJECTIVE = ("validation/accuracy", "maximize")
+
+
+def objective_or_default(
+    metric: Any, direction: Any, default: tuple[str, str] = DEFAULT_OBJECTIVE
+) -> tuple[Any, Any]:
+    """The metric and direction a sweep runs with: the user's, else ``default`` (the trainer's
+    for its recipe); a direction left null follows what the metric's name says it is (a loss is
+    minimized), else maximize."""
+    from nemo_rl_sweep.objectives import direction_of
+
+    if metric is None:
+        return default[0], default[1] if direction is None else direction
+    if direction is None:
+        names = [metric] if isinstance(metric, str) else list(metric)
+        dirs = [default[1] if n == default[0] else direction_of(n) or "maximize" for n in names]
+        direction = dirs[0] if isinstance(metric, str) else dirs
+    return metric, direction
+
+
 def resolved_strategy(settings: SweepSettings) -> str:
     """The strategy to run; a hydra-optuna-sweeper file names a sampler, not a strategy."""
     if settings.strategy is not None:
@@ -104,7 +126,8 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
     from nemo_rl_sweep.samplers import strategy_rules
     from nemo_rl_sweep.warm_start import check_enqueue, check_source
 
-    objectives = Objectives.from_settings(settings.metric, settings.direction)
+    metric, direction = objective_or_default(settings.metric, settings.direction)
+    objectives = Objectives.from_settings(metric, direction)
     strategy = resolved_strategy(settings)
     rules = strategy_rules(strategy)
     n_objectives = len(objectives.names)

@@ -149,3 +149,38 @@ def test_multi_objective_study_is_refused() -> None:
     )
     with pytest.raises(SweepConfigError, match="pareto"):
         study.ask(BRANIN_SPACE)
+
+
+def _proposals_in_an_infeasible_region(mark_infeasible: bool) -> int:
+    """Maximise x - (y - 0.5)^2 where x > 0.6 cannot run: its trials fail, as NeMo RL's rules
+    make them fail before launch; count the proposals there after the Sobol start."""
+    from optuna.distributions import FloatDistribution
+
+    from nemo_rl_sweep import ledger
+    from nemo_rl_sweep.objectives import FailureKind
+
+    space = {"x": FloatDistribution(0, 1), "y": FloatDistribution(0, 1)}
+    study = optuna.create_study(
+        direction="maximize", sampler=BayesSampler(space, seed=0, n_startup_trials=6)
+    )
+    inside = 0
+    for i in range(24):
+        trial = study.ask(space)
+        x, y = trial.params["x"], trial.params["y"]
+        if x > 0.6:
+            inside += i >= 6
+            if mark_infeasible:
+                trial.set_user_attr(ledger.ATTR_FAIL_KIND, FailureKind.INFEASIBLE.value)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, x - (y - 0.5) ** 2)
+    return inside
+
+
+def test_bayes_learns_to_avoid_a_region_whose_trials_are_infeasible():
+    """An infeasible trial is fitted with the worst value seen; a plain failure is not (it may be
+    transient), so the model keeps extrapolating into the region."""
+    learned = _proposals_in_an_infeasible_region(mark_infeasible=True)
+    unmarked = _proposals_in_an_infeasible_region(mark_infeasible=False)
+    assert learned <= 4  # of 18 model-based proposals
+    assert unmarked >= 10

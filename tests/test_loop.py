@@ -327,3 +327,52 @@ def test_confirmation_runs_fill_the_slots_after_the_search(tmp_path):
     best = sorted(trials[:6], key=lambda t: t.value)[-2:]
     assert {t.params["x"] for t in runs} == {t.params["x"] for t in best}
     assert sorted(t.number for t in runs) == [6, 7, 8, 9]
+
+
+def test_the_screening_hook_records_an_infeasible_trial_without_launching_it(tmp_path):
+    """A screened-out trial is a FAIL of kind infeasible at once: no job, not a failure for
+    max_failure_rate (0 here), one of the n_trials. The grid's other points all run."""
+    launched: list[list[str]] = []
+
+    def launch(jobs):
+        launched.extend(list(job.overrides) for job in jobs)
+        return [JobOutcome(value={"score": 1.0}) for _ in jobs]
+
+    def screen(overrides: list[str]) -> str | None:
+        return "even-batch: 3 is odd" if "n=3" in overrides else None
+
+    settings = SweepSettings(metric="score", strategy="grid", n_trials=None, max_failure_rate=0.0)
+    sweep = Sweep(
+        parse_params({"n": "choice(2, 3, 4)"}),
+        settings,
+        launch,
+        tmp_path / "sweep",
+        ledger_dir=tmp_path,
+        screen=screen,
+    )
+    result = sweep.run()
+    assert launched == [["n=2"], ["n=4"]]
+    by_n = {t.params["n"]: t for t in result.study.trials}
+    assert [by_n[n].state for n in (2, 3, 4)] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+    ]
+    assert by_n[3].user_attrs[ledger.ATTR_FAIL_KIND] == FailureKind.INFEASIBLE.value
+    assert by_n[3].user_attrs[ledger.ATTR_FAIL_REASON] == (
+        "infeasible, not launched: even-batch: 3 is odd"
+    )
+    assert sorted(result.new_trials) == [0, 1, 2]
+
+
+def test_a_dry_run_preview_shows_only_trials_that_pass_the_screen(tmp_path):
+    sweep = Sweep(
+        parse_params({"n": "choice(2, 3, 4)"}),
+        SweepSettings(metric="score", strategy="grid", n_trials=None),
+        lambda jobs: [],
+        tmp_path / "sweep",
+        ledger_dir=tmp_path,
+        screen=lambda overrides: "odd" if "n=3" in overrides else None,
+    )
+    assert sweep.preview(5) == [["n=2"], ["n=4"]]
+    assert not (tmp_path / "nemo_rl_sweep.db").exists()

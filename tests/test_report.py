@@ -366,7 +366,8 @@ def test_ledger_shows_overrides_and_job_folder_through_optunas_api(random_sweep:
         overrides = t.user_attrs[ledger.ATTR_OVERRIDES]
         assert overrides == [f"x={t.params['x']!r}", f"y={t.params['y']}"]
         job_dir = Path(t.user_attrs[ledger.ATTR_JOB_DIR])
-        assert job_dir.parent == random_sweep.dir
+        # the trial's own folder: study and trial number, never Hydra's per-process job counter
+        assert job_dir == random_sweep.dir / random_sweep.study_name / f"trial_{t.number}"
         # the folder is that trial's Hydra job: its recorded overrides start with the same ones
         recorded = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
         assert recorded[: len(overrides)] == overrides

@@ -114,3 +114,18 @@ def test_bad_settings_are_refused_with_their_key(settings, key, words):
 def test_an_empty_space_is_refused():
     with pytest.raises(SweepConfigError, match="the search space is empty"):
         check_settings(SweepSettings(), parse_params({}))
+
+
+def test_a_null_objective_is_the_trainers_and_a_null_direction_follows_the_metric():
+    from nemo_rl_sweep.settings import objective_or_default
+
+    sft = ("validation/val_loss", "minimize")
+    assert objective_or_default(None, None) == ("validation/accuracy", "maximize")
+    assert objective_or_default(None, None, sft) == sft
+    assert objective_or_default(None, "maximize", sft) == ("validation/val_loss", "maximize")
+    assert objective_or_default("train/loss", None) == ("train/loss", "minimize")
+    assert objective_or_default("my_score", None) == ("my_score", "maximize")
+    assert objective_or_default(["validation/val_loss", "train/reward"], None, sft) == (
+        ["validation/val_loss", "train/reward"],
+        ["minimize", "maximize"],
+    )

@@ -96,7 +96,8 @@ def test_slurm_sweep_of_train_py_lands_in_the_ledger(slurm_cluster: SlurmCluster
     slurm_ids = []
     for t in trials:
         job_dir = Path(t.user_attrs["job_dir"])
-        assert job_dir.parent == sweep_dir and (job_dir / "metrics.json").is_file()
+        assert job_dir == sweep_dir / "slurm_random" / f"trial_{t.number}"
+        assert (job_dir / "metrics.json").is_file()
         assert t.user_attrs["metrics"]["validation/accuracy"] == pytest.approx(t.value)
         # Hydra's job id is the Slurm job (or array task) the trial ran as (submitit sets it)
         hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())

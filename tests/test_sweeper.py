@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -37,7 +38,7 @@ def test_random_sweep_records_every_trial_in_ledger_and_files(tmp_path):
         assert t.user_attrs["overrides"] == [f"x={t.params['x']!r}", f"y={t.params['y']}"]
         assert t.user_attrs["metrics"]["score"] == pytest.approx(t.value)
         assert t.user_attrs["metrics"]["cost"] == pytest.approx(abs(t.params["x"]) + t.params["y"])
-        job_dir = sweep_dir / str(t.number)
+        job_dir = sweep_dir / study.study_name / f"trial_{t.number}"  # never Hydra's job counter
         assert t.user_attrs["job_dir"] == str(job_dir)
         assert (job_dir / ".hydra" / "config.yaml").is_file()
         assert json.loads((job_dir / "metrics.json").read_text())["score"] == pytest.approx(t.value)
@@ -93,7 +94,7 @@ def test_command_line_value_replaces_a_swept_key_of_the_group(tmp_path):
     assert all(set(t.params) == {"y"} for t in trials)
     assert all("x=0.25" in t.user_attrs["overrides"] for t in trials)
     assert all(
-        json.loads((sweep_dir / str(t.number) / "metrics.json").read_text())["cost"]
+        json.loads((Path(t.user_attrs["job_dir"]) / "metrics.json").read_text())["cost"]
         == pytest.approx(0.25 + t.params["y"])
         for t in trials
     )

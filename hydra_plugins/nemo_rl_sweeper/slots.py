@@ -48,7 +48,7 @@ class HydraSlots:
     def __init__(
         self,
         runner: JobRunner,
-        overrides_of: Callable[[TrialJob], list[str]],
+        overrides_of: Callable[[Sequence[TrialJob]], list[list[str]]],
         outcome_of: Callable[[Any], JobOutcome],
         take_job_idx: Callable[[int], int],
     ) -> None:
@@ -58,7 +58,7 @@ class HydraSlots:
         self.take_job_idx = take_job_idx
 
     def start(self, jobs: Sequence[TrialJob]) -> list[Future[JobOutcome]]:
-        batch = [self.overrides_of(job) for job in jobs]
+        batch = self.overrides_of(jobs)
         returns = self.runner.submit(batch, self.take_job_idx(len(batch)))
         return [_mapped(ret, self.outcome_of) for ret in returns]
 

@@ -8,6 +8,7 @@ in batches (the basic launcher). The engine, and every heavy import, lives in ``
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from collections.abc import Sequence
@@ -100,6 +101,8 @@ class NemoRLSweeper(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
         self.job_idx = 0
+        self._running: Any = None
+        self._composed: dict[tuple[str, ...], DictConfig] = {}
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -128,13 +131,24 @@ class NemoRLSweeper(Sweeper):
         from pathlib import Path
 
         from nemo_rl_sweep.loop import Sweep
+        from nemo_rl_sweep.screening import check_feasible
+        from nemo_rl_sweep.settings import objective_or_default, resolved_strategy
         from nemo_rl_sweep.space import parse_overrides, parse_params
         from nemo_rl_sweep.warm_start import expand_recipe_entries
 
         assert self.config is not None
-        space = parse_params(self.params).with_overrides(parse_overrides(arguments))
+        trainer = _trainer_of(self.config)
+        strategy = resolved_strategy(self.settings)
+        command_line = parse_overrides(arguments)
+        fixed = [f.override() for f in command_line.fixed.values()]
+        space = parse_params(self._space_params(trainer, strategy, fixed))
+        space = space.with_overrides(command_line)
         enqueue = expand_recipe_entries(self.settings.enqueue, space, self._recipe_value)
-        settings = replace(self.settings, enqueue=enqueue)
+        metric, direction = objective_or_default(
+            self.settings.metric, self.settings.direction, trainer.default_objective(self.config)
+        )
+        settings = replace(self.settings, enqueue=enqueue, metric=metric, direction=direction)
+        self.settings = settings
         sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
         ledger_dir = Path(self.config.hydra.runtime.cwd) / "multirun"
         slots, batch_reason = self._slots(settings.n_jobs)
@@ -147,16 +161,21 @@ class NemoRLSweeper(Sweeper):
             ledger_dir=ledger_dir,
             slots=slots,
             batch_reason=batch_reason,
+            screen=self._screen if trainer.has_rules else None,
         )
-        trial_cfg = self._check_trial_config(space, sweep.preview(1))
+        trial_cfg = self._check_trial_config(space, sweep)
         sweep.set_seed_key(_lookup(trial_cfg if trial_cfg is not None else self.config))
+        if trainer.has_rules:
+            check_feasible(space, sweep.plan.grid_points, self._screen, print)
         if settings.dry_run:
             return _print_dry_run(sweep)
         sweep.open()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self._ledger_url, self._study_name = sweep.storage_url, sweep.study_name
+        self._running = sweep
         result = sweep.run()
+        self._free_disk(result.study)
         from nemo_rl_sweep.outputs.plots import write_plots
         from nemo_rl_sweep.outputs.summary import print_summary
 
@@ -166,19 +185,57 @@ class NemoRLSweeper(Sweeper):
 
     # ---------------------------------------------------------------------------------------
 
+    def _space_params(self, trainer: Any, strategy: str, fixed: list[str]) -> Any:
+        """The search space group's keys; a preset's ``auto`` becomes the space that fits the
+        trainer and its recipe (composed by Hydra, as if named on the command line)."""
+        assert self.config is not None and self.hydra_context is not None
+        if self.config.hydra.runtime.choices.get(SPACE_GROUP) != "auto":
+            return self.params
+        name = trainer.default_search_space(self.config, strategy)
+        composed = self.hydra_context.config_loader.load_sweep_config(
+            self.config, [*fixed, f"{SPACE_GROUP}={name}"]
+        )
+        print(
+            f"search space: {name} (auto, for trainer {trainer.name}); name another with {SPACE_GROUP}=<name>"
+        )
+        return {**(_container(composed.hydra.sweeper.params) or {}), **self.params}
+
+    def _trial_config(self, overrides: Sequence[str]) -> DictConfig:
+        """The config a trial with ``overrides`` gets, without its ``hydra`` node: Hydra composes
+        it once per choice of config groups; the other keys are applied as Hydra applies them."""
+        from nemo_rl_sweep.trainers.nemo_rl.config import apply_overrides
+
+        assert self.config is not None and self.hydra_context is not None
+        choices = self.config.hydra.runtime.choices
+        groups = tuple(o for o in overrides if o.split("=", 1)[0].lstrip("+~") in choices)
+        base = self._composed.get(groups)
+        if base is None:
+            base = self.hydra_context.config_loader.load_sweep_config(self.config, list(groups))
+            with open_dict(base):
+                base.pop("hydra", None)
+            self._composed[groups] = base
+        cfg = copy.deepcopy(base)
+        return apply_overrides(cfg, [o for o in overrides if o not in groups])
+
+    def _screen(self, overrides: list[str]) -> str | None:
+        """The screening hook the loop calls before a trial launches: the trainer's broken rule."""
+        cfg = self._trial_config(overrides)
+        return _trainer_of(cfg).infeasible(cfg)
+
     def _recipe_value(self, key: str) -> Any:
         """The trial config's value at ``key`` (for ``enqueue: [recipe]``); KeyError if it has none."""
         return _lookup(self.config)(key)
 
-    def _check_trial_config(
-        self, space: Any, first_trials: Sequence[Sequence[str]]
-    ) -> DictConfig | None:
-        """Refuse, before any job, a swept key the trial config lacks (unless written ``+key``);
-        return the first trial's config (the confirmation's seed key is looked up in it)."""
+    def _check_trial_config(self, space: Any, sweep: Any) -> DictConfig | None:
+        """Refuse, before any job, a swept key the run would never read or the trial config lacks
+        (unless written ``+key``), then check the first trial's config and return it (the
+        confirmation's seed key is looked up in it)."""
         from nemo_rl_sweep.errors import SweepConfigError
 
         assert self.config is not None
         choices = self.config.hydra.runtime.choices
+        swept = [key for key in space.params if key not in choices]
+        _trainer_of(self.config).check_keys(self.config, swept)
         for key, param in {**space.params, **space.fixed}.items():
             if param.prefix or key in choices or key.startswith("hydra."):
                 continue
@@ -195,7 +252,7 @@ class NemoRLSweeper(Sweeper):
         assert self.hydra_context is not None
         _check_launcher(self.config)
         trial_cfg = None
-        for overrides in first_trials:
+        for overrides in sweep.preview(1):
             try:
                 trial_cfg = self.hydra_context.config_loader.load_sweep_config(
                     self.config, list(overrides)
@@ -207,12 +264,15 @@ class NemoRLSweeper(Sweeper):
                     f"Hydra cannot compose a trial config ({first})",
                     "fix the key or value it names",
                 ) from None
-            from nemo_rl_sweep.trainers import get_trainer
-
-            trainer = get_trainer(OmegaConf.select(trial_cfg, "trainer.name", default="embedded"))
+            trainer = _trainer_of(trial_cfg)
             with open_dict(trial_cfg):
                 trial_cfg.pop("hydra", None)
-            trainer.check(trial_cfg, self.settings.metric, self.settings.direction)
+            trainer.check(
+                trial_cfg,
+                self.settings.metric,
+                self.settings.direction,
+                trials_at_once=_trials_at_once(self.config, self.settings.n_jobs),
+            )
         return trial_cfg
 
     def _slots(self, n_jobs: int) -> tuple[Any, str]:
@@ -222,7 +282,7 @@ class NemoRLSweeper(Sweeper):
         runner, why_not = runner_for(self.launcher, n_jobs)
         if runner is None:
             return None, why_not
-        return HydraSlots(runner, self._job_args, _outcome, self._take_job_idx), ""
+        return HydraSlots(runner, self._job_batch, _outcome, self._take_job_idx), ""
 
     def _take_job_idx(self, n: int) -> int:
         """The first of ``n`` job indexes, unique in this process whichever mode runs the jobs."""
@@ -230,14 +290,55 @@ class NemoRLSweeper(Sweeper):
         self.job_idx += n
         return first
 
-    def _job_args(self, job: Any) -> list[str]:
+    def _job_batch(self, jobs: Sequence[Any]) -> list[list[str]]:
+        """Each job's Hydra overrides; first, what finished trials no longer need is freed."""
         from nemo_rl_sweep.job import job_overrides
 
-        return list(job.overrides) + job_overrides(job.number, self._ledger_url, self._study_name)
+        if self._running is not None and self._running.study is not None:
+            self._free_disk(self._running.study)  # before the next jobs write their own
+        objective = _objective_overrides(self.settings.metric, self.settings.direction)
+        return [
+            list(job.overrides)
+            + job_overrides(job.number, self._ledger_url, self._study_name)
+            + objective
+            for job in jobs
+        ]
+
+    def _free_disk(self, study: Any) -> None:
+        """What finished trials no longer need goes (``trainer.checkpoints``); the bytes freed
+        add up in the ledger, for the summary. Never stops the sweep."""
+        from nemo_rl_sweep import ledger
+        from nemo_rl_sweep.trainers import FinishedTrial, get_trainer
+
+        try:
+            best = {t.number for t in study.best_trials}
+        except ValueError:
+            best = set()
+        finished = [
+            FinishedTrial(
+                t.user_attrs[ledger.ATTR_JOB_DIR],
+                study.study_name,
+                t.number,
+                self._ledger_url,
+                t.number in best,
+            )
+            for t in study.get_trials(deepcopy=False, states=ledger.FINISHED)
+            if t.user_attrs.get(ledger.ATTR_JOB_DIR)
+            and not t.user_attrs.get(ledger.ATTR_COPIED_FROM)
+        ]
+        trainer = get_trainer(OmegaConf.select(self.config, "trainer.name", default="embedded"))
+        try:
+            freed = trainer.free_disk(self.config, finished)
+        except OSError as exc:
+            print(f"[nemo_rl_sweep] could not delete checkpoints: {exc}", file=sys.stderr)
+            return
+        if freed:
+            total = int(study.user_attrs.get(ledger.STUDY_ATTR_FREED_BYTES, 0)) + freed
+            study.set_user_attr(ledger.STUDY_ATTR_FREED_BYTES, total)
 
     def _launch(self, jobs: Sequence[Any]) -> list[Any]:
         """The batch fallback: the whole batch through the launcher's own ``launch``."""
-        batch = [self._job_args(job) for job in jobs]
+        batch = self._job_batch(jobs)
         returns = self.launcher.launch(batch, initial_job_idx=self._take_job_idx(len(batch)))
         return [_outcome(ret) for ret in returns]
 
@@ -257,6 +358,25 @@ def _outcome(ret: Any) -> Any:
 
 
 _ABSENT = object()
+SPACE_GROUP = "search_space@hydra.sweeper.params"
+
+
+def _trainer_of(config: Any) -> Any:
+    from nemo_rl_sweep.trainers import get_trainer
+
+    return get_trainer(OmegaConf.select(config, "trainer.name", default="embedded"))
+
+
+def _objective_overrides(metric: Any, direction: Any) -> list[str]:
+    """The sweep's resolved objective, for the job (pruning reports it, the runner reads it)."""
+    from nemo_rl_sweep.space import format_value
+
+    def text(value: Any) -> str:
+        if isinstance(value, str):
+            return format_value(value)
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+
+    return [f"hydra.sweeper.metric={text(metric)}", f"hydra.sweeper.direction={text(direction)}"]
 
 
 def _lookup(config: DictConfig) -> Any:
@@ -284,6 +404,24 @@ def _check_launcher(config: DictConfig) -> None:
             "submitit_slurm needs Slurm's sbatch, which is not on PATH here",
             "run on a Slurm login node, or use hydra/launcher=basic (or joblib) on this machine",
         )
+
+
+def _trials_at_once(config: DictConfig, n_jobs: int) -> int | None:
+    """How many trials the launcher runs side by side on this node; None when they run on other
+    nodes (Slurm) or the launcher is not one we know."""
+    import os
+
+    target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+    if target.endswith("BasicLauncher"):
+        return 1
+    if target.endswith("JoblibLauncher"):
+        workers = int(OmegaConf.select(config, "hydra.launcher.n_jobs", default=-1) or -1)
+        if workers < 0:  # joblib: -1 is every core, -2 all but one, ...
+            workers = max(1, (os.cpu_count() or 1) + 1 + workers)
+        return max(1, min(n_jobs, workers))
+    if target.endswith("LocalLauncher"):  # submitit's local launcher
+        return max(1, n_jobs)
+    return None
 
 
 def _check_metrics(config: DictConfig, metric: Any) -> None:
@@ -322,6 +460,11 @@ def _container(value: Any) -> Any:
 
 def _print_dry_run(sweep: Any) -> None:
     print(f"[dry run] study {sweep.study_name!r} in {sweep.storage_url}")
+    objectives = sweep.objectives
+    print(
+        "[dry run] objective: "
+        + ", ".join(f"{n} ({d})" for n, d in zip(objectives.names, objectives.directions))
+    )
     print(f"[dry run] strategy {sweep.plan.strategy}, search space:")
     for key, text in sweep.space.describe().items():
         print(f"  {key}: {text}")

@@ -280,7 +280,13 @@ def _files_block(study: optuna.Study, sweep_dir: Path, storage_url: str) -> list
         pictures = sorted(p.stem for p in plots.glob("*.png"))
         if pictures:
             rows.append(["plots (PNG)", f"{plots}/{{{','.join(pictures)}}}.png"])
-    rows.append(["trial folders", f"{sweep_dir}/<job number>/ (config, log, metrics.json)"])
+    rows.append(
+        ["trial folders", f"{sweep_dir}/<study>/trial_<number>/ (config, log, metrics.json)"]
+    )
+    freed = study.user_attrs.get(ledger.STUDY_ATTR_FREED_BYTES)
+    if freed:
+        size = f"{freed / 1e9:.3g} GB" if freed >= 1e8 else f"{freed / 1e6:.3g} MB"
+        rows.append(["checkpoints", f"{size} freed ({freed} bytes; trainer.checkpoints)"])
     rows.append(["ledger", f"{storage_url} (study {study.study_name!r})"])
     rows.append(["dashboard", f"optuna-dashboard {storage_url}"])
     again = (

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, RandomSampler
-from optuna.study import Study
+from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep import ledger
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.gp import Hyperparameters
 from nemo_rl_sweep.gp.search_space import SpaceEncoding, modelable_space
+from nemo_rl_sweep.objectives import FailureKind
 from nemo_rl_sweep.samplers.base import SpaceSampler
 from nemo_rl_sweep.samplers.rules import OPTIONS_KEY
 
@@ -143,8 +144,11 @@ class ModelBasedSampler(SpaceSampler):
 
         A pruned trial is fitted with the value it stopped at (Optuna records its last
         intermediate value): with pruning on, that is what tells the model a region is hopeless.
+        An infeasible trial (never launched: its config breaks a rule of the trainer) is fitted
+        with the worst value seen, for the same reason.
         """
         history = History()
+        infeasible: list[dict[str, Any]] = []
         for t in study.get_trials(deepcopy=False):
             if t.number == trial.number:
                 continue
@@ -160,6 +164,17 @@ class ModelBasedSampler(SpaceSampler):
                 history.running.append(params)
             elif t.state == TrialState.FAIL:
                 history.failed.append(params)
+                if t.user_attrs.get(ledger.ATTR_FAIL_KIND) == FailureKind.INFEASIBLE.value:
+                    infeasible.append(params)
+        if infeasible and history.done:
+            # A point that breaks a trainer's rule (e.g. NeMo RL's batch divisibility) is fitted
+            # with the worst value seen so far, so the model learns the region around it is bad
+            # and stops proposing there; other failures may be transient and are not fitted.
+            worst = [
+                (max if d == StudyDirection.MINIMIZE else min)(v[i] for _, v in history.done)
+                for i, d in enumerate(study.directions)
+            ]
+            history.done.extend((params, list(worst)) for params in infeasible)
         return history
 
     def _startup_point(

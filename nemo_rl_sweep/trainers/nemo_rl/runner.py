@@ -27,7 +27,15 @@ last lines of the job's log.
 - optional: ``extra_args`` (list appended to the command), ``env`` (mapping added to the
   environment), ``poll_interval_s`` (default 5), ``kill_grace_s`` (default 30),
   ``exclude_keys`` (top-level keys of ``cfg`` that are not recipe keys; default ``[trainer]``),
-  ``log_tail_lines`` (default 20).
+  ``log_tail_lines`` (default 20), ``checkpoints`` (``keep`` | ``best`` | ``none``; the sweeper
+  applies it, see ``checkpoints.py``).
+
+Around the run: the job folder belongs to one trial (``folder.py``: a run for another trial is
+refused there), the trial names its W&B / MLflow / SwanLab run and gets its own Ray temp folder,
+and, where GPUs are known, it holds its own slot of ``cluster.gpus_per_node x cluster.num_nodes``
+GPUs while it runs (``gpus.py``). Values reading the environment (``${oc.env:...}``) are resolved
+in the job's environment with ``env`` applied, and skipped by the check before launch
+(``envvars.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +59,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.trainers import OnValidation
+from nemo_rl_sweep.trainers.nemo_rl.checkpoints import checkpoint_mode
 from nemo_rl_sweep.trainers.nemo_rl.config import register_resolvers
+from nemo_rl_sweep.trainers.nemo_rl.envvars import job_environment, reads_env, without_env_values
+from nemo_rl_sweep.trainers.nemo_rl.folder import (
+    FolderTaken,
+    TrialIdentity,
+    claim_folder,
+    current_identity,
+    name_external_runs,
+    ray_temp_dir,
+)
+from nemo_rl_sweep.trainers.nemo_rl.gpus import (
+    check_slots,
+    gpus_needed,
+    hold_slot,
+    share_port_ranges,
+    visible_gpus,
+)
 from nemo_rl_sweep.trainers.nemo_rl.tensorboard import ScalarLog
 
 __all__ = [
@@ -139,18 +165,26 @@ class RunnerSettings:
     kill_grace_s: float = 30.0
     exclude_keys: tuple[str, ...] = ("trainer",)
     log_tail_lines: int = 20
+    checkpoints: str = "keep"
 
     @classmethod
     def from_cfg(
-        cls, runner_cfg: Any, sweep_metric: Any = None, sweep_direction: Any = None
+        cls,
+        runner_cfg: Any,
+        sweep_metric: Any = None,
+        sweep_direction: Any = None,
+        check_paths: bool = True,
     ) -> RunnerSettings:
         """Validate ``runner_cfg`` (mapping or DictConfig); refuse bad input with one line.
 
         ``sweep_metric`` / ``sweep_direction`` (the sweeper's ``metric`` and ``direction``) fill
-        a null ``objective.tag`` / ``objective.higher_is_better``.
+        a null ``objective.tag`` / ``objective.higher_is_better``. ``check_paths=False`` takes the
+        checkout and script on trust (the job's environment will decide them).
         """
         node = _plain(runner_cfg) or {}
         checkout_raw = node.get("checkout")
+        if not check_paths:
+            checkout_raw = checkout_raw or "."
         if not checkout_raw:
             raise SweepConfigError(
                 "trainer.checkout",
@@ -158,7 +192,7 @@ class RunnerSettings:
                 "pass trainer.checkout=/path/to/RL or export NEMO_RL_DIR=/path/to/RL",
             )
         checkout = Path(str(checkout_raw)).expanduser().resolve()
-        if not checkout.is_dir():
+        if check_paths and not checkout.is_dir():
             raise SweepConfigError(
                 "trainer.checkout",
                 f"{checkout} is not a directory",
@@ -172,7 +206,7 @@ class RunnerSettings:
             raise SweepConfigError(
                 "trainer.script", "no script given", "e.g. trainer.script=examples/run_grpo.py"
             )
-        if command[-1] != "-m":
+        if check_paths and command[-1] != "-m":
             script_path = Path(script) if Path(script).is_absolute() else checkout / script
             if not script_path.is_file():
                 raise SweepConfigError(
@@ -194,6 +228,7 @@ class RunnerSettings:
             kill_grace_s=float(node.get("kill_grace_s", 30.0)),
             exclude_keys=tuple(node.get("exclude_keys", ("trainer",)) or ()),
             log_tail_lines=int(node.get("log_tail_lines", 20)),
+            checkpoints=checkpoint_mode(node.get("checkpoints")),
         )
 
 
@@ -225,13 +260,19 @@ def _plain(node: Any) -> Any:
 
 
 def prepare_recipe(
-    cfg: Mapping[str, Any] | DictConfig, job_dir: Path, settings: RunnerSettings
+    cfg: Mapping[str, Any] | DictConfig,
+    job_dir: Path,
+    settings: RunnerSettings,
+    identity: TrialIdentity | None = None,
+    before_launch: bool = False,
 ) -> DictConfig:
-    """The trial's recipe with its own log and checkpoint folders and TensorBoard on.
+    """The trial's recipe with its own log and checkpoint folders, TensorBoard on, and its own
+    run names in the trackers the recipe turns on (``identity``).
 
     ``cfg`` is not modified. Top-level keys in ``settings.exclude_keys`` (the runner's own config)
     are dropped. Interpolations stay unresolved (NeMo RL resolves them itself), but they must
-    resolve here too, so a broken one fails before launch.
+    resolve here too, so a broken one fails before launch: in the job's environment (with
+    ``settings.env``), or, ``before_launch``, without the values that read the environment.
     """
     register_resolvers()
     if isinstance(cfg, DictConfig):
@@ -246,6 +287,7 @@ def prepare_recipe(
     OmegaConf.update(
         recipe, "checkpointing.checkpoint_dir", str(job_dir / "checkpoints"), force_add=True
     )
+    name_external_runs(recipe, identity or TrialIdentity())
     if settings.objective.source == "training_info" and not OmegaConf.select(
         recipe, "checkpointing.enabled", default=False
     ):
@@ -255,7 +297,11 @@ def prepare_recipe(
             "set checkpointing.enabled=true or trainer.objective.source=tensorboard",
         )
     try:
-        OmegaConf.to_container(recipe, resolve=True)
+        if before_launch:
+            OmegaConf.to_container(without_env_values(recipe), resolve=True, throw_on_missing=False)
+        else:
+            with job_environment(settings.env):
+                OmegaConf.to_container(recipe, resolve=True)
     except Exception as exc:
         key = getattr(exc, "full_key", "") or "recipe"
         raise SweepConfigError(
@@ -442,17 +488,41 @@ def check_nemo_rl_trial(
     runner_cfg: Mapping[str, Any] | DictConfig | None = None,
     sweep_metric: Any = None,
     sweep_direction: Any = None,
+    trials_at_once: int | None = None,
 ) -> None:
     """Refuse a trial config the runner would refuse, without launching anything.
 
     For the sweeper to call once before the first job: a missing checkout or script, a bad
-    objective, a ``training_info`` objective with checkpointing off, or an interpolation that
-    does not resolve raise :class:`SweepConfigError` here instead of failing every trial.
+    objective, a ``training_info`` objective with checkpointing off, an interpolation that
+    does not resolve, or ``trials_at_once`` trials on this node needing more GPUs than it shows
+    raise :class:`SweepConfigError` here instead of failing every trial. What the job's
+    environment decides (``${oc.env:...}`` values, a checkout read from the environment that is
+    not here) is left for the job.
     """
     if runner_cfg is None:
         runner_cfg = cfg.get("trainer")
-    settings = RunnerSettings.from_cfg(runner_cfg, sweep_metric, sweep_direction)
-    prepare_recipe(cfg, Path("/job-dir-checked-before-launch"), settings)
+    settings = RunnerSettings.from_cfg(
+        runner_cfg, sweep_metric, sweep_direction, check_paths=_paths_known(runner_cfg)
+    )
+    recipe = prepare_recipe(
+        cfg, Path("/job-dir-checked-before-launch"), settings, before_launch=True
+    )
+    if trials_at_once is not None and "RAY_ADDRESS" not in (settings.env or {}):
+        env = {**os.environ, **(settings.env or {})}
+        check_slots(gpus_needed(without_env_values(recipe)), visible_gpus(env), trials_at_once)
+
+
+def _paths_known(runner_cfg: Any) -> bool:
+    """False when the checkout comes from the environment and is not a folder here: the job's
+    own setup (the launcher's setup lines) may set it."""
+    if isinstance(runner_cfg, DictConfig):
+        raw = OmegaConf.to_container(runner_cfg, resolve=False).get("checkout")
+    else:
+        raw = (runner_cfg or {}).get("checkout")
+    if not reads_env(raw):
+        return True
+    resolved = (_plain(runner_cfg) or {}).get("checkout")
+    return bool(resolved) and Path(str(resolved)).expanduser().is_dir()
 
 
 def run_nemo_rl_trial(
@@ -460,38 +530,79 @@ def run_nemo_rl_trial(
     runner_cfg: Mapping[str, Any] | DictConfig | None = None,
     job_dir: str | Path | None = None,
     on_validation: OnValidation | None = None,
+    identity: TrialIdentity | None = None,
 ) -> dict[str, float]:
     """Run one NeMo RL training job for a trial and return its metrics.
 
     ``cfg`` is the trial's full recipe (NeMo RL key layout; top-level keys named in
     ``runner_cfg.exclude_keys`` are dropped), ``runner_cfg`` the runner settings (see the module
     docstring; default ``cfg.trainer``), ``job_dir`` the trial's own folder (default: the Hydra
-    job's output folder, else the working directory). Writes ``<job_dir>/config.yaml`` and
-    ``<job_dir>/train.log``; logs and checkpoints go to ``<job_dir>/logs`` and
+    job's output folder, else the working directory), ``identity`` the trial (default: the
+    running Hydra job's ledger trial, else a run outside a sweep). Writes ``<job_dir>/config.yaml``
+    and ``<job_dir>/train.log``; logs and checkpoints go to ``<job_dir>/logs`` and
     ``<job_dir>/checkpoints``. ``on_validation(step, metrics)`` gets every new value of the
     objective's first tag with the other tags of its section at that step (``validation/*``).
 
     Raises :class:`SweepConfigError` for bad settings (before launching),
-    :class:`NeMoRLRunError` for a failed run or a missing objective, and whatever
-    ``on_validation`` raises (after stopping the script).
+    :class:`NeMoRLRunError` for a failed run, a missing objective or a folder of another trial,
+    and whatever ``on_validation`` raises (after stopping the script).
     """
     if runner_cfg is None:
         runner_cfg = cfg.get("trainer")
     settings = RunnerSettings.from_cfg(runner_cfg, *_sweep_objective())
+    identity = identity if identity is not None else current_identity()
     job_dir = Path(job_dir if job_dir is not None else _default_job_dir()).expanduser().resolve()
-    job_dir.mkdir(parents=True, exist_ok=True)
-    recipe = prepare_recipe(cfg, job_dir, settings)
+    recipe = prepare_recipe(cfg, job_dir, settings, identity)
+    try:
+        claim_folder(job_dir, identity)
+    except FolderTaken as exc:
+        raise NeMoRLRunError(f"refused to start: {exc}") from None
     config_path = job_dir / "config.yaml"
-    OmegaConf.save(recipe, config_path)
-
     argv = [*settings.command, settings.script, "--config", str(config_path)]
     argv += list(settings.extra_args)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(settings.env or {})}
+    with job_environment(settings.env) as env:
+        need = gpus_needed(recipe)  # in the job's environment: its oc.env values are known here
+    env = {**env, "PYTHONUNBUFFERED": "1"}
+    if "RAY_TMPDIR" not in (settings.env or {}):
+        env["RAY_TMPDIR"] = str(ray_temp_dir(job_dir))  # its own Ray instance, not another's
+    if "RAY_ADDRESS" not in (settings.env or {}):
+        env.pop("RAY_ADDRESS", None)
+    # an external Ray cluster (RAY_ADDRESS in trainer.env) places the run itself: no slot here
+    visible = None if "RAY_ADDRESS" in (settings.env or {}) else visible_gpus(env)
+    if visible and need and need > len(visible):
+        raise NeMoRLRunError(
+            f"the trial needs {need} GPUs (cluster.gpus_per_node x cluster.num_nodes) but this "
+            f"node shows {len(visible)} ({','.join(visible)})"
+        )
+    slot = hold_slot(visible, need, env) if visible and need else nullcontext(None)
     log_file = job_dir / "train.log"
-    progress = _Progress(job_dir, settings.objective)
+    with slot as held:
+        if held is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(held.gpus)
+            share_port_ranges(recipe, held)
+        OmegaConf.save(recipe, config_path)
+        returncode = _run_script(argv, env, settings, job_dir, log_file, on_validation)
+    if returncode != 0:
+        raise NeMoRLRunError(
+            f"NeMo RL job exited with code {returncode}: {' '.join(argv)}\n"
+            f"--- last lines of {log_file} ---\n{_tail(log_file, settings.log_tail_lines)}"
+        )
+    return read_final_metrics(job_dir, settings.objective, log_file, settings.log_tail_lines)
 
+
+def _run_script(
+    argv: list[str],
+    env: dict[str, str],
+    settings: RunnerSettings,
+    job_dir: Path,
+    log_file: Path,
+    on_validation: OnValidation | None,
+) -> int:
+    """Run the script to its end, handing new validations over; its exit code."""
+    progress = _Progress(job_dir, settings.objective)
+    shown = " ".join(f"{k}={env[k]}" for k in ("CUDA_VISIBLE_DEVICES", "RAY_TMPDIR") if k in env)
     with open(log_file, "ab") as log:
-        log.write(f"$ cd {settings.checkout} && {' '.join(argv)}\n".encode())
+        log.write(f"$ cd {settings.checkout} && {shown} {' '.join(argv)}\n".encode())
         log.flush()
         try:
             proc = subprocess.Popen(
@@ -519,17 +630,10 @@ def run_nemo_rl_trial(
                     for step, metrics in progress.new_validations():
                         on_validation(step, metrics)
                 if finished:
-                    break
+                    return proc.returncode
         except BaseException:
             _stop(proc, settings.kill_grace_s)
             raise
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-
-    if proc.returncode != 0:
-        raise NeMoRLRunError(
-            f"NeMo RL job exited with code {proc.returncode}: {' '.join(argv)}\n"
-            f"--- last lines of {log_file} ---\n{_tail(log_file, settings.log_tail_lines)}"
-        )
-    return read_final_metrics(job_dir, settings.objective, log_file, settings.log_tail_lines)
