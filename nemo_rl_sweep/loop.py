@@ -1,11 +1,26 @@
-"""The sweep loop: ask for a batch of trials, launch it, tell the ledger what came back, repeat.
+"""The sweep loop: keep ``n_jobs`` trials running, tell the ledger what came back, until the claims stop.
 
-It knows nothing of Hydra and names no strategy: the caller passes a ``launch`` function that runs
-a batch of trials (the Hydra plugin hands it to whatever Hydra launcher is configured), the settings
-check (``nemo_rl_sweep.settings``) builds the sampler, and the sampler's claims (``claims``) decide
-which asked trials may run. Everything a user has spent is in the ledger as soon as it exists: trials
-are recorded as they finish and the result files are rewritten after every batch, so a crash loses at
-most the trials that were running.
+It knows nothing of Hydra and names no strategy: the settings check (``nemo_rl_sweep.settings``)
+builds the sampler, the sampler's claims (``claims``) decide which asked trials may run, and the
+caller says how jobs run. Two ways, one per kind of launcher:
+
+- ``slots`` (a ``JobSlots``): start jobs now, get a ``Future`` per job. The loop keeps ``n_jobs``
+  trials running: when one ends (complete, pruned, failed) it is told to the ledger and the next
+  trial is asked at once, with the trials still running in the study as RUNNING (the bayes and pareto
+  samplers condition on them). No slot idles while the slowest trial of a batch runs.
+- ``launch`` (a batch function, the fallback for a launcher that can only run batches): ask
+  ``n_jobs`` trials, run them, wait for all, repeat. The first lines of the sweep say which mode runs.
+
+Every ledger write (ask, tell, attributes) happens on the calling thread; the futures only carry
+``JobOutcome``s back. Everything a user has spent is in the ledger as soon as it exists: each trial
+is recorded as it ends and the result files are rewritten after every record, so a crash loses at
+most the trials that were running. ``max_failure_rate`` is judged as trials end; when it stops the
+sweep no new trial starts, the running ones finish and are recorded, then the sweep stops. Ctrl-C or
+SIGTERM ends the running jobs (``JobSlots.stop``) and marks their trials stale.
+
+Reproducibility: with one slot (or in batch mode) a fixed ``seed`` gives the same trials in the same
+order as before. With several slots the asks depend on the order in which trials end, which the
+launcher and the machine decide, so parallel async sweeps are reproducible only up to that order.
 """
 
 from __future__ import annotations
@@ -14,9 +29,10 @@ import contextlib
 import copy
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
 import optuna
 from optuna.distributions import (
@@ -40,6 +56,17 @@ from nemo_rl_sweep.space import SearchSpace, trial_overrides
 from nemo_rl_sweep.warm_start import seed_from_study
 
 Launch = Callable[[Sequence[TrialJob]], Sequence[JobOutcome]]
+_POLL_S = 5.0  # how often the wait for a trial's end wakes up (Ctrl-C is seen at once anyway)
+
+
+class JobSlots(Protocol):
+    """A launcher that starts jobs without waiting for them: what makes a sweep asynchronous."""
+
+    def start(self, jobs: Sequence[TrialJob]) -> Sequence[Future[JobOutcome]]:
+        """Start ``jobs`` now (all at once, e.g. one Slurm job array); one future per job, in order."""
+
+    def stop(self) -> None:
+        """End every job still running (Ctrl-C, SIGTERM); their futures are abandoned."""
 
 
 @dataclass
@@ -63,12 +90,16 @@ class Sweep:
         task_name: str = "sweep",
         ledger_dir: str | Path | None = None,
         progress: ConsoleProgress | None = None,
+        slots: JobSlots | None = None,
+        batch_reason: str = "the launcher runs batches only",
         screen: Screen | None = None,
     ) -> None:
         self.space = space
         self.screen = screen
         self.settings = settings
         self.launch = launch
+        self.slots = slots
+        self.batch_reason = batch_reason
         self.sweep_dir = Path(sweep_dir)
         self.progress = progress or ConsoleProgress()
         self.plan: SweepPlan = check_settings(settings, space)
@@ -169,6 +200,7 @@ class Sweep:
             )
         self._enqueue_initial(study, self.claims)
         self.progress.message(f"strategy {self.plan.strategy}, ledger {self.storage_url}")
+        self.progress.message(self.mode_text())
         self.progress.sweep_started(study, self.settings.n_trials)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -181,20 +213,89 @@ class Sweep:
             self.progress.sweep_finished(study)
         return SweepResult(study, self.storage_url, self.sweep_dir, list(self.new_trials))
 
+    def mode_text(self) -> str:
+        """One of the sweep's first lines: how its trials share the ``n_jobs`` slots."""
+        n = self.settings.n_jobs
+        if n == 1:
+            return "n_jobs=1: one trial at a time"
+        if self.slots is not None:
+            return (
+                f"n_jobs={n}: asynchronous, a new trial starts as soon as one of {n} slot(s) frees"
+            )
+        return f"n_jobs={n}: batches of {n}, each waits for its slowest trial ({self.batch_reason})"
+
+    # ------------------------------------------------------------------------------ the modes
+
     def _run_phase(self, study: optuna.Study, claims: Claims) -> None:
-        """Ask, launch and tell in batches of ``n_jobs`` until the claims leave no room."""
+        """Run trials until ``claims`` leave no room: in ``n_jobs`` slots, or in batches."""
+        if self.slots is not None:
+            self._run_async(study, claims, self.slots)
+        else:
+            self._run_batches(study, claims)
+
+    def _run_batches(self, study: optuna.Study, claims: Claims) -> None:
+        """Ask, launch and tell in batches of ``n_jobs``."""
         while (batch_size := claims.room(study, self.settings.n_jobs)) > 0:
-            trials = []
-            for _ in range(batch_size):
-                trial = self._ask(study, claims)
-                if trial is None:
-                    break
-                trials.append(trial)
+            trials = self._ask_up_to(study, claims, batch_size)
             if not trials:
                 break
             self._run_batch(study, trials)
             self._write_results(study)
             self._check_failures(study)
+
+    def _run_async(self, study: optuna.Study, claims: Claims, slots: JobSlots) -> None:
+        """Fill the free slots, wait for the first trial to end, record it, fill again."""
+        running: dict[Future[JobOutcome], optuna.Trial] = {}
+        starting: list[optuna.Trial] = []
+        stopped: SweepStopped | None = None
+        recorded = False
+        try:
+            while True:
+                free = self.settings.n_jobs - len(running)
+                if stopped is None and free > 0:
+                    starting = self._ask_up_to(study, claims, claims.room(study, free))
+                    if starting:
+                        running.update(self._start(slots, starting))
+                    starting = []
+                if recorded:  # after the slots are filled again: no slot waits for the files
+                    self._write_results(study)
+                    recorded = False
+                if not running:
+                    break
+                done: set[Future[JobOutcome]] = set()
+                while not done:
+                    done, _ = wait(running, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: running[f].number):
+                    self._record(study, running.pop(future), _outcome_of(future))
+                recorded = True
+                if stopped is None:
+                    stopped = self._failure_stop(study, len(running))
+        except KeyboardInterrupt:
+            slots.stop()
+            self._interrupted(study, [*running.values(), *starting])
+        if stopped is not None:
+            raise stopped
+
+    def _start(
+        self, slots: JobSlots, trials: list[optuna.Trial]
+    ) -> dict[Future[JobOutcome], optuna.Trial]:
+        futures = list(slots.start(self._jobs(trials)))
+        if len(futures) != len(trials):
+            raise RuntimeError(f"the launcher started {len(futures)} of {len(trials)} jobs")
+        return dict(zip(futures, trials))
+
+    def _failure_stop(self, study: optuna.Study, n_running: int) -> SweepStopped | None:
+        """The reason to stop (too many failures), said at once; running trials still finish."""
+        try:
+            self._check_failures(study)
+        except SweepStopped as exc:
+            if n_running:
+                self.progress.message(
+                    f"{exc}; no new trial starts, waiting for the {n_running} running trial(s) "
+                    "to finish"
+                )
+            return exc
+        return None
 
     def _confirmation_claims(self, study: optuna.Study) -> Claims:
         """The runs that re-check the best configurations with new seeds, as trials of the study."""
@@ -222,6 +323,30 @@ class Sweep:
         return trial_overrides(self.space, trial.params) + confirmation.seed_override(trial)
 
     # --------------------------------------------------------------------------------- helpers
+
+    def _ask_up_to(self, study: optuna.Study, claims: Claims, n: int) -> list[optuna.Trial]:
+        trials = []
+        for _ in range(n):
+            trial = self._ask(study, claims)
+            if trial is None:
+                break
+            trials.append(trial)
+        return trials
+
+    def _jobs(self, trials: list[optuna.Trial]) -> list[TrialJob]:
+        jobs = [TrialJob(t.number, self._overrides(t)) for t in trials]
+        for job in jobs:
+            self.progress.trial_started(job.number, job.overrides)
+        return jobs
+
+    def _interrupted(self, study: optuna.Study, trials: Sequence[optuna.Trial]) -> NoReturn:
+        """Ctrl-C or SIGTERM: the running trials are stale (they count nowhere), say how to resume."""
+        for trial in trials:
+            ledger.mark_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
+        raise SweepStopped(
+            "interrupted: finished trials are in the ledger; run the same command to resume "
+            f"(study {self.study_name!r} in {self.storage_url})"
+        ) from None
 
     def _enqueue_initial(self, study: optuna.Study, claims: Claims) -> None:
         for params in self.plan.enqueue:
@@ -266,18 +391,11 @@ class Sweep:
         return True
 
     def _run_batch(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
-        jobs = [TrialJob(t.number, self._overrides(t)) for t in trials]
-        for job in jobs:
-            self.progress.trial_started(job.number, job.overrides)
+        jobs = self._jobs(trials)
         try:
             outcomes = list(self.launch(jobs))
         except KeyboardInterrupt:
-            for trial in trials:
-                ledger.mark_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
-            raise SweepStopped(
-                "interrupted: finished trials are in the ledger; run the same command to resume "
-                f"(study {self.study_name!r} in {self.storage_url})"
-            ) from None
+            self._interrupted(study, trials)
         if len(outcomes) != len(trials):
             raise RuntimeError(
                 f"the launcher returned {len(outcomes)} results for {len(trials)} jobs"
@@ -350,6 +468,12 @@ def _claims_of(sampler: optuna.samplers.BaseSampler, n_trials: int | None) -> Cl
         return own(n_trials)
     assert n_trials is not None  # check_settings refuses a null n_trials for such strategies
     return BudgetClaims(n_trials)
+
+
+def _outcome_of(future: Future[JobOutcome]) -> JobOutcome:
+    """A job whose handle itself broke (not the trial) is a failed trial, never a failed sweep."""
+    error = future.exception()
+    return future.result() if error is None else JobOutcome(failure=error)
 
 
 def judge(objectives: Objectives, outcome: JobOutcome) -> tuple[list[float], dict[str, float]]:

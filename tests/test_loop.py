@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import _thread
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import optuna
@@ -14,6 +17,7 @@ from nemo_rl_sweep.errors import SweepStopped
 from nemo_rl_sweep.job import JobOutcome
 from nemo_rl_sweep.loop import Sweep
 from nemo_rl_sweep.objectives import FailureKind
+from nemo_rl_sweep.outputs.progress import ConsoleProgress
 from nemo_rl_sweep.samplers.grid import GridSampler
 from nemo_rl_sweep.settings import SweepSettings
 from nemo_rl_sweep.space import parse_params
@@ -188,6 +192,141 @@ def test_preview_touches_no_ledger(tmp_path):
     assert previewed[0] == ["x=0.25"] and len(previewed) == 3
     assert not (tmp_path / ledger.DEFAULT_LEDGER_FILE).exists()
     assert sweep.run().study.trials[0].params == {"x": 0.25}
+
+
+# ----------------------------------------------------------------------------- asynchronous
+
+
+class ThreadSlots:
+    """``JobSlots`` running each job's ``outcome(job)`` in its own thread."""
+
+    def __init__(self, outcome) -> None:
+        self.outcome = outcome
+        self.started: list[int] = []
+        self.stopped = False
+
+    def start(self, jobs):
+        futures = []
+        for job in jobs:
+            self.started.append(job.number)
+            future: Future = Future()
+
+            def run(job=job, future=future):
+                future.set_result(self.outcome(job))
+
+            threading.Thread(target=run, daemon=True).start()
+            futures.append(future)
+        return futures
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def make_async_sweep(tmp_path: Path, outcome, **settings) -> tuple[Sweep, ThreadSlots]:
+    slots = ThreadSlots(outcome)
+    sweep = make_sweep(tmp_path, lambda job: pytest.fail("batch launch in async mode"), **settings)
+    sweep.slots = slots
+    return sweep, slots
+
+
+def test_short_trials_keep_starting_while_a_long_one_runs(tmp_path):
+    """Trial 0 ends only after four short trials ended: in batches this would never happen."""
+    short_done = threading.Semaphore(0)
+
+    def outcome(job):
+        if job.number == 0:
+            for _ in range(4):
+                assert short_done.acquire(timeout=60), "the short trials did not run"
+        else:
+            short_done.release()
+        return JobOutcome(value=float(job.number))
+
+    sweep, slots = make_async_sweep(tmp_path, outcome, n_trials=6, n_jobs=2)
+    study = sweep.run().study
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    long = trials[0]
+    # trials 1-4 started while trial 0 ran; 1-3 also ended before it (4 ends together with it)
+    assert all(
+        long.datetime_start <= t.datetime_start <= long.datetime_complete for t in trials[1:5]
+    )
+    assert all(t.datetime_complete <= long.datetime_complete for t in trials[1:4])
+    assert slots.started == list(range(6))
+    assert "asynchronous" in sweep.mode_text()
+
+
+def test_async_budget_is_exact_and_one_slot_repeats_the_batch_sweep(tmp_path):
+    score = lambda job: JobOutcome(value=float(job.overrides[0].split("=")[1]))  # noqa: E731
+    batch = make_sweep(tmp_path / "batch", score, n_trials=5, n_jobs=1).run().study
+    sweep, slots = make_async_sweep(tmp_path / "async", score, n_trials=5, n_jobs=1)
+    study = sweep.run().study
+    assert [t.params for t in study.trials] == [t.params for t in batch.trials]
+    sweep, slots = make_async_sweep(tmp_path / "three", score, n_trials=7, n_jobs=3)
+    study = sweep.run().study
+    assert len(slots.started) == 7 and len(study.trials) == 7
+
+
+def test_failure_stop_lets_running_trials_finish_and_starts_no_new_one(tmp_path, capsys):
+    """Trial 1 fails while trial 0 runs: no trial starts after it, trial 0 ends and is recorded."""
+    recorded = threading.Event()
+
+    class Progress(ConsoleProgress):
+        def trial_finished(self, study, trial):
+            super().trial_finished(study, trial)
+            recorded.set()
+
+    def outcome(job):
+        if job.number == 0:
+            assert recorded.wait(timeout=60)
+            return JobOutcome(value=1.0)
+        return JobOutcome(failure="CUDA error")
+
+    sweep, slots = make_async_sweep(tmp_path, outcome, n_trials=10, n_jobs=2)
+    sweep.progress = Progress()
+    with pytest.raises(SweepStopped, match="stopped: 1 of 1 trials failed"):
+        sweep.run()
+    assert slots.started == [0, 1]
+    states = [t.state for t in sweep.open().get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL]
+    assert "no new trial starts, waiting for the 1 running trial(s)" in capsys.readouterr().out
+
+
+def test_interrupt_stops_the_running_jobs_and_marks_them_stale(tmp_path):
+    """Ctrl-C (``interrupt_main``, as SIGINT arrives) while trials 1 and 2 run: both are stale."""
+    never = threading.Event()
+
+    def outcome(job):
+        if job.number == 2:
+            _thread.interrupt_main()
+        if job.number > 0:
+            never.wait(timeout=120)
+        return JobOutcome(value=1.0)
+
+    sweep, slots = make_async_sweep(tmp_path, outcome, n_trials=5, n_jobs=2)
+    with pytest.raises(SweepStopped, match="interrupted: .* run the same command to resume"):
+        sweep.run()
+    never.set()
+    assert slots.stopped and slots.started == [0, 1, 2]
+    trials = sweep.open().get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+    assert [t.number for t in trials if t.user_attrs.get(ledger.ATTR_STALE)] == [1, 2]
+
+
+def test_confirmation_runs_fill_the_slots_after_the_search(tmp_path):
+    """With confirm on, the second phase (issue 17) runs in the same slots once the search ended."""
+    score = lambda job: JobOutcome(value=float(job.overrides[0].split("=")[1]))  # noqa: E731
+    sweep, slots = make_async_sweep(
+        tmp_path, score, n_trials=6, n_jobs=2, confirm={"top_k": 2, "seeds": 2}
+    )
+    sweep.set_seed_key(lambda key: {"seed": 7}[key])
+    study = sweep.run().study
+    trials = study.get_trials()
+    assert len(trials) == 10 and slots.started == list(range(10))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    runs = [t for t in trials if t.number >= 6]
+    best = sorted(trials[:6], key=lambda t: t.value)[-2:]
+    assert {t.params["x"] for t in runs} == {t.params["x"] for t in best}
+    assert sorted(t.number for t in runs) == [6, 7, 8, 9]
 
 
 def test_the_screening_hook_records_an_infeasible_trial_without_launching_it(tmp_path):

@@ -107,7 +107,11 @@ def test_grid_resumes_with_the_points_not_yet_done(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
-    args = ["hydra.sweeper.seed=1", "hydra.sweeper.n_trials=4", "sleep=1.0"]
+    ctrl_c_then_resume(["hydra.sweeper.seed=1", "hydra.sweeper.n_trials=4", "sleep=1.0"], tmp_path)
+
+
+def ctrl_c_then_resume(args, tmp_path):
+    """Ctrl-C after the first trial: the running trials are stale; the same command ends the sweep."""
     proc = _start(args, tmp_path)
     _wait_for_complete(tmp_path, 1, proc)
     proc.send_signal(signal.SIGINT)

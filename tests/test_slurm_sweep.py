@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from tests.helpers import TRAIN_APP, load_study, results, sweep_dirs
 from tests.slurm_cluster import SlurmCluster
+from tests.test_async import LONG_SHORT_APP, check_short_trials_ran_beside_the_long_one
 
 WAIT_S = 300.0  # bound on polling loops and subprocesses, so a broken cluster cannot hang CI
 
@@ -98,15 +99,14 @@ def test_slurm_sweep_of_train_py_lands_in_the_ledger(slurm_cluster: SlurmCluster
         assert job_dir == sweep_dir / "slurm_random" / f"trial_{t.number}"
         assert (job_dir / "metrics.json").is_file()
         assert t.user_attrs["metrics"]["validation/accuracy"] == pytest.approx(t.value)
-        # Hydra's job id is the Slurm array task the trial ran as (submitit sets it)
+        # Hydra's job id is the Slurm job (or array task) the trial ran as (submitit sets it)
         hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())
         slurm_ids.append(str(hydra_cfg["hydra"]["job"]["id"]))
-    arrays = {}
-    for sid in slurm_ids:
-        array, _, task = sid.partition("_")
-        arrays.setdefault(array, []).append(task)
-    # two batches of n_jobs=2, each one job array of two tasks
-    assert sorted(sorted(tasks) for tasks in arrays.values()) == [["0", "1"], ["0", "1"]]
+    # the first two trials start together, one job array of two tasks; the later ones start as
+    # slots free (alone, or together when both freed in one poll), never in the first array
+    first_array = slurm_ids[0].partition("_")[0]
+    assert slurm_ids[:2] == [f"{first_array}_0", f"{first_array}_1"]
+    assert all(not sid.startswith(first_array + "_") for sid in slurm_ids[2:])
     for sid in slurm_ids:
         assert _acct(slurm_cluster, sid) == [f"{sid}|COMPLETED"]
 
@@ -306,3 +306,27 @@ def test_trial_cancelled_while_pending_is_a_failed_trial(
     }, reasons
     assert f"Slurm job {pending} left the queue" in reasons[3]
     assert "cancelled while pending" in reasons[3]
+
+
+def test_slurm_short_trials_keep_starting_while_a_long_one_runs(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+):
+    """Two slots: trial 0 runs until four short trials ended, each its own Slurm job started as a
+    slot freed (issue 14); in batches it would wait for them in vain."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    args = [
+        "--multirun",
+        f"marks={marks}",
+        "hydra.sweeper.seed=3",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path / 'ledger.db'}",
+        "hydra.sweeper.study_name=long_short",
+        *launcher_overrides(slurm_cluster),
+    ]
+    code, out, err = _finish(_run(slurm_cluster, LONG_SHORT_APP, args, tmp_path))
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert "n_jobs=2: asynchronous" in out
+    study = optuna.load_study(
+        study_name="long_short", storage=f"sqlite:///{tmp_path / 'ledger.db'}"
+    )
+    check_short_trials_ran_beside_the_long_one(study.get_trials())

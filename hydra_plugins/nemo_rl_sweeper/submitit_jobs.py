@@ -1,4 +1,4 @@
-"""Run a batch through hydra-submitit-launcher, collecting each Slurm job on its own.
+"""Run jobs through hydra-submitit-launcher, collecting each Slurm job on its own.
 
 The launcher's own ``launch`` gathers results with ``[j.results()[0] for j in jobs]``: one job that
 Slurm ended early (scancel, time limit, node failure, OOM kill) raises ``UncompletedJobError`` out of
@@ -8,6 +8,9 @@ dead job comes back as a FAILED ``JobReturn`` whose value names the job, its Slu
 a failed trial, never a failed sweep. A task cancelled while still PENDING vanishes from both squeue
 and sacct, and submitit would wait for it forever; one that squeue has not listed for
 ``vanished_after_s`` (default 60 s, or ``NEMO_RL_SWEEP_SLURM_VANISHED_AFTER_S``) is failed too.
+
+``SubmititJobs`` submits jobs as the sweep's slots free (several at once as one job array, one alone
+as a plain job) and sets a future per job when it ends, so the loop starts the next trial at once.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -84,23 +89,55 @@ def _in_queue(job_id: str) -> bool | None:
     return None  # slurmctld not reachable: no conclusion
 
 
-def _wait(job: Any, poll_s: float, vanished_after_s: float) -> Any:
-    """``job.results()[0]``, but a job Slurm has forgotten raises instead of waiting forever."""
-    from submitit.core.utils import UncompletedJobError
+class _Watch:
+    """One submitted job: its ``JobReturn`` once it ended, a dead job as a FAILED one."""
 
-    missing_since = None
-    while not job.done():
-        if _in_queue(job.job_id) is False:
-            missing_since = missing_since or time.monotonic()
-            if time.monotonic() - missing_since > vanished_after_s:
-                raise UncompletedJobError(
-                    f"Job {job.job_id} is neither queued nor finished for "
-                    f"{vanished_after_s:.0f}s (cancelled while pending?)"
-                )
-        else:
-            missing_since = None
-        time.sleep(poll_s)
-    return job.results()[0]
+    def __init__(
+        self,
+        job: Any,
+        overrides: list[str],
+        num: int,
+        sweep_dir: Path,
+        vanished_after_s: float | None,
+    ) -> None:
+        self.job = job
+        self.overrides = overrides
+        self.num = num
+        self.sweep_dir = sweep_dir
+        self.vanished_after_s = vanished_after_s
+        self.missing_since: float | None = None
+
+    def result(self) -> JobReturn | None:
+        """``job.results()[0]`` once the job is done, else None; a job Slurm forgot is failed."""
+        from submitit.core.utils import UncompletedJobError
+
+        try:
+            if not self.job.done():
+                self._check_queued()
+                return None
+            return self.job.results()[0]
+        except UncompletedJobError as exc:
+            return JobReturn(
+                overrides=self.overrides,
+                working_dir=str(self.sweep_dir / str(self.num)),
+                status=JobStatus.FAILED,
+                _return_value=SlurmJobEnded(_reason(self.job, exc)),
+            )
+
+    def _check_queued(self) -> None:
+        from submitit.core.utils import UncompletedJobError
+
+        if self.vanished_after_s is None:  # not a Slurm job: submitit's local jobs cannot vanish
+            return
+        if _in_queue(self.job.job_id) is not False:
+            self.missing_since = None
+            return
+        self.missing_since = self.missing_since or time.monotonic()
+        if time.monotonic() - self.missing_since > self.vanished_after_s:
+            raise UncompletedJobError(
+                f"Job {self.job.job_id} is neither queued nor finished for "
+                f"{self.vanished_after_s:.0f}s (cancelled while pending?)"
+            )
 
 
 def _reason(job: Any, exc: BaseException) -> str:
@@ -115,19 +152,15 @@ def _reason(job: Any, exc: BaseException) -> str:
     return f"Slurm job {job.job_id} {how}; log {job.paths.stderr}"
 
 
-def launch_each(
-    launcher: Any,
-    job_overrides: Sequence[Sequence[str]],
-    initial_job_idx: int,
-    poll_s: float = 5.0,
-    vanished_after_s: float | None = None,
-) -> list[JobReturn]:
-    """Run a batch through a submitit launcher; one ``JobReturn`` per job, dead jobs as FAILED."""
-    from submitit.core.utils import UncompletedJobError
+def _vanished_after_s() -> float:
+    return float(os.environ.get("NEMO_RL_SWEEP_SLURM_VANISHED_AFTER_S", "60"))
 
-    if vanished_after_s is None:
-        vanished_after_s = float(os.environ.get("NEMO_RL_SWEEP_SLURM_VANISHED_AFTER_S", "60"))
 
+def _submit(
+    launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, vanished: float
+) -> list[_Watch]:
+    slurm = launcher._EXECUTOR == "slurm"
+    """Submit the jobs as the launcher would (one job array for several); a watch per job."""
     config = launcher.config
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -141,25 +174,67 @@ def launch_each(
             (list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state())
         )
     jobs = _executor(launcher).map_array(launcher, *zip(*args, strict=True))
-    returns = []
-    for job, (overrides, _, num, _, _) in zip(jobs, args, strict=True):
-        try:
-            returns.append(
-                _wait(job, poll_s, vanished_after_s)
-                if launcher._EXECUTOR == "slurm"
-                else job.results()[0]
-            )
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM on the sweeper: leave no orphan jobs behind
-            for other in jobs:
-                other.cancel(check=False)
-            raise
-        except UncompletedJobError as exc:
-            returns.append(
-                JobReturn(
-                    overrides=overrides,
-                    working_dir=str(sweep_dir / str(num)),
-                    status=JobStatus.FAILED,
-                    _return_value=SlurmJobEnded(_reason(job, exc)),
+    return [
+        _Watch(job, overrides, num, sweep_dir, vanished if slurm else None)
+        for job, (overrides, _, num, _, _) in zip(jobs, args, strict=True)
+    ]
+
+
+class SubmititJobs:
+    """Jobs submitted at once and watched by one background thread, each future set as its job ends.
+
+    One thread polls every job in turn (submitit's Slurm watcher is shared by all jobs and not meant
+    for concurrent callers); submitting and polling take turns through one lock.
+    """
+
+    def __init__(
+        self, launcher: Any, poll_s: float = 5.0, vanished_after_s: float | None = None
+    ) -> None:
+        self.launcher = launcher
+        self.poll_s = poll_s
+        self.vanished_after_s = (
+            _vanished_after_s() if vanished_after_s is None else vanished_after_s
+        )
+        self._lock = threading.Lock()
+        self._watched: list[tuple[_Watch, Future[JobReturn]]] = []
+        self._thread: threading.Thread | None = None
+
+    def submit(
+        self, job_overrides: Sequence[Sequence[str]], first_idx: int
+    ) -> list[Future[JobReturn]]:
+        with self._lock:
+            watches = _submit(self.launcher, job_overrides, first_idx, self.vanished_after_s)
+            futures: list[Future[JobReturn]] = [Future() for _ in watches]
+            self._watched.extend(zip(watches, futures, strict=True))
+            if self._thread is None:  # the watcher ends when it has nothing left to watch
+                self._thread = threading.Thread(
+                    target=self._watch, name="submitit-jobs", daemon=True
                 )
-            )
-    return returns
+                self._thread.start()
+        return futures
+
+    def stop(self) -> None:
+        with self._lock:
+            watched, self._watched = self._watched, []
+        for watch, _ in watched:
+            watch.job.cancel(check=False)
+
+    def _watch(self) -> None:
+        while True:
+            with self._lock:
+                if not self._watched:
+                    self._thread = None
+                    return
+                still = []
+                for watch, future in self._watched:
+                    try:
+                        ret = watch.result()
+                    except Exception as exc:  # the loop records it as the trial's failure
+                        future.set_exception(exc)
+                        continue
+                    if ret is None:
+                        still.append((watch, future))
+                    else:
+                        future.set_result(ret)
+                self._watched = still
+            time.sleep(self.poll_s)

@@ -1,8 +1,9 @@
 """The ``nemo_rl`` Hydra sweeper: a thin adapter from Hydra to ``nemo_rl_sweep.loop``.
 
 It reads the search space (config group + command line), checks every key against the trial config
-before any job starts, and hands batches of trials to whatever Hydra launcher is configured. The
-engine, and every heavy import, lives in ``nemo_rl_sweep``.
+before any job starts, and hands trials to whatever Hydra launcher is configured: one job at a time
+where the launcher allows it (``slots``: submitit, joblib), so the loop keeps every slot busy, else
+in batches (the basic launcher). The engine, and every heavy import, lives in ``nemo_rl_sweep``.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ class NemoRLSweeper(Sweeper):
         self.settings = settings
         sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
         ledger_dir = Path(self.config.hydra.runtime.cwd) / "multirun"
+        slots, batch_reason = self._slots(settings.n_jobs)
         sweep = Sweep(
             space,
             settings,
@@ -157,6 +159,8 @@ class NemoRLSweeper(Sweeper):
             sweep_dir,
             task_name=str(self.config.hydra.job.name),
             ledger_dir=ledger_dir,
+            slots=slots,
+            batch_reason=batch_reason,
             screen=self._screen if trainer.has_rules else None,
         )
         trial_cfg = self._check_trial_config(space, sweep)
@@ -271,6 +275,35 @@ class NemoRLSweeper(Sweeper):
             )
         return trial_cfg
 
+    def _slots(self, n_jobs: int) -> tuple[Any, str]:
+        """The loop's ``JobSlots`` when the launcher can start one job at a time, else why not."""
+        from hydra_plugins.nemo_rl_sweeper.slots import HydraSlots, runner_for
+
+        runner, why_not = runner_for(self.launcher, n_jobs)
+        if runner is None:
+            return None, why_not
+        return HydraSlots(runner, self._job_batch, _outcome, self._take_job_idx), ""
+
+    def _take_job_idx(self, n: int) -> int:
+        """The first of ``n`` job indexes, unique in this process whichever mode runs the jobs."""
+        first = self.job_idx
+        self.job_idx += n
+        return first
+
+    def _job_batch(self, jobs: Sequence[Any]) -> list[list[str]]:
+        """Each job's Hydra overrides; first, what finished trials no longer need is freed."""
+        from nemo_rl_sweep.job import job_overrides
+
+        if self._running is not None and self._running.study is not None:
+            self._free_disk(self._running.study)  # before the next jobs write their own
+        objective = _objective_overrides(self.settings.metric, self.settings.direction)
+        return [
+            list(job.overrides)
+            + job_overrides(job.number, self._ledger_url, self._study_name)
+            + objective
+            for job in jobs
+        ]
+
     def _free_disk(self, study: Any) -> None:
         """What finished trials no longer need goes (``trainer.checkpoints``); the bytes freed
         add up in the ledger, for the summary. Never stops the sweep."""
@@ -304,35 +337,24 @@ class NemoRLSweeper(Sweeper):
             study.set_user_attr(ledger.STUDY_ATTR_FREED_BYTES, total)
 
     def _launch(self, jobs: Sequence[Any]) -> list[Any]:
-        from hydra_plugins.nemo_rl_sweeper.submitit_jobs import explain, is_submitit, launch_each
-        from nemo_rl_sweep.job import JobOutcome, job_overrides
+        """The batch fallback: the whole batch through the launcher's own ``launch``."""
+        batch = self._job_batch(jobs)
+        returns = self.launcher.launch(batch, initial_job_idx=self._take_job_idx(len(batch)))
+        return [_outcome(ret) for ret in returns]
 
-        if self._running is not None and self._running.study is not None:
-            self._free_disk(self._running.study)  # before the next batch writes its own
-        objective = _objective_overrides(self.settings.metric, self.settings.direction)
-        batch = [
-            list(job.overrides)
-            + job_overrides(job.number, self._ledger_url, self._study_name)
-            + objective
-            for job in jobs
-        ]
 
-        if is_submitit(self.launcher):
-            returns = launch_each(self.launcher, batch, initial_job_idx=self.job_idx)
-        else:
-            returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
-        self.job_idx += len(batch)
-        outcomes = []
-        for ret in returns:
-            raw = getattr(ret, "_return_value", None)
-            job_dir = _job_dir(ret)
-            status = getattr(getattr(ret, "status", None), "name", "COMPLETED")
-            if status == "FAILED" or isinstance(raw, BaseException):
-                outcomes.append(JobOutcome(failure=explain(raw), job_dir=job_dir))
-            else:
-                value, duration_s = unwrap_return(raw)
-                outcomes.append(JobOutcome(value=value, job_dir=job_dir, duration_s=duration_s))
-        return outcomes
+def _outcome(ret: Any) -> Any:
+    """A Hydra ``JobReturn`` as the loop's ``JobOutcome``."""
+    from hydra_plugins.nemo_rl_sweeper.submitit_jobs import explain
+    from nemo_rl_sweep.job import JobOutcome
+
+    raw = getattr(ret, "_return_value", None)
+    job_dir = _job_dir(ret)
+    status = getattr(getattr(ret, "status", None), "name", "COMPLETED")
+    if status == "FAILED" or isinstance(raw, BaseException):
+        return JobOutcome(failure=explain(raw), job_dir=job_dir)
+    value, duration_s = unwrap_return(raw)
+    return JobOutcome(value=value, job_dir=job_dir, duration_s=duration_s)
 
 
 _ABSENT = object()
