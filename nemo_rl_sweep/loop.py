@@ -165,7 +165,7 @@ class Sweep:
         """Open (or create) the study, refusing a storage or a study that does not fit this sweep."""
         if self.study is None:
             self.study = ledger.open_study(
-                ledger.open_storage(self.storage_url),
+                ledger.open_storage(self.storage_url, check=True),
                 self.study_name,
                 self.objectives.directions,
                 self.objectives.names,
@@ -458,7 +458,14 @@ class Sweep:
     def _write_results(self, study: optuna.Study, *, final: bool = False) -> None:
         from nemo_rl_sweep.outputs.results import write_results
 
-        write_results(study, self.sweep_dir, self.storage_url, final=final)
+        try:
+            write_results(study, self.sweep_dir, self.storage_url, final=final)
+        except OSError as exc:  # a full disk: the old files stay whole, the ledger has every trial
+            self.progress.message(
+                f"could not rewrite the result files in {self.sweep_dir} ({exc.strerror or exc}); "
+                "the previous ones are whole, every trial is in the ledger, and the files are "
+                "written again after the next trial"
+            )
 
 
 def _claims_of(sampler: optuna.samplers.BaseSampler, n_trials: int | None) -> Claims:
