@@ -47,7 +47,13 @@ from nemo_rl_sweep import confirmation, ledger
 from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims
 from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
 from nemo_rl_sweep.job import JobOutcome, TrialJob
-from nemo_rl_sweep.objectives import FailureKind, Objectives, TrialFailure
+from nemo_rl_sweep.objectives import (
+    FailureKind,
+    Objectives,
+    TrialFailure,
+    TrialTimeout,
+    signal_reason,
+)
 from nemo_rl_sweep.outputs.progress import ConsoleProgress
 from nemo_rl_sweep.pruning import record_pruner
 from nemo_rl_sweep.screening import Screen
@@ -340,9 +346,20 @@ class Sweep:
         return jobs
 
     def _interrupted(self, study: optuna.Study, trials: Sequence[optuna.Trial]) -> NoReturn:
-        """Ctrl-C or SIGTERM: the running trials are stale (they count nowhere), say how to resume."""
-        for trial in trials:
-            ledger.mark_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
+        """Ctrl-C or SIGTERM: the running trials are stale (they count nowhere), say how to resume.
+        A trial asked just as the signal came (not yet in the caller's hands) is found by its
+        owner, this process."""
+        me = ledger.owner_tag()
+        mine = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get(ledger.ATTR_OWNER) == me
+        ]
+        seen: set[int] = set()
+        for trial in [*trials, *mine]:
+            if trial.number not in seen:
+                seen.add(trial.number)
+                ledger.mark_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
         raise SweepStopped(
             "interrupted: finished trials are in the ledger; run the same command to resume "
             f"(study {self.study_name!r} in {self.storage_url})"
@@ -489,6 +506,11 @@ def judge(objectives: Objectives, outcome: JobOutcome) -> tuple[list[float], dic
     if failure is not None:
         if is_pruned(failure):
             raise TrialFailure(FailureKind.PRUNED, describe_error(failure))
+        if isinstance(failure, TrialTimeout) or type(failure).__name__ == "TrialTimeout":
+            raise TrialFailure(FailureKind.TIMEOUT, str(failure))
+        killed = signal_reason(failure)
+        if killed is not None:
+            raise TrialFailure(FailureKind.KILLED, killed)
         raise TrialFailure(FailureKind.ERROR, describe_error(failure))
     return objectives.read(outcome.value)
 

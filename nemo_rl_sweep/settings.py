@@ -10,6 +10,7 @@ Hydra imports the schema at start-up, so this module imports nothing heavy at th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,8 @@ class SweepSettings:
     confirm: dict[str, Any] = field(
         default_factory=lambda: {"top_k": None, "seeds": 3, "seed_key": None}
     )
+    # seconds a trial may run before it is stopped and failed (kind timeout); null: no limit
+    trial_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], str, str]] = {
         "warm_start_from=null",
     ),
     "confirm": ((_DICT, _NONE), "a mapping or null", "confirm={top_k:3}"),
+    "trial_timeout_s": ((_NUM, _NONE), "a number of seconds or null", "trial_timeout_s=3600"),
 }
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
 
@@ -218,6 +222,13 @@ def check_types(settings: SweepSettings) -> None:
             raise SweepConfigError(
                 f"hydra.sweeper.{name}", f"must be {kind}, got {value!r}", f"e.g. {example}"
             )
+    timeout = settings.trial_timeout_s
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise SweepConfigError(
+            "hydra.sweeper.trial_timeout_s",
+            f"must be a positive number of seconds or null, got {timeout!r}",
+            "e.g. trial_timeout_s=3600",
+        )
     seed = settings.seed
     if seed is not None and not 0 <= seed <= SEED_MAX:
         raise SweepConfigError(

@@ -30,11 +30,23 @@ class TimedTask:
         self.task_function = task_function
 
     def __call__(self, cfg: DictConfig) -> Any:
+        from nemo_rl_sweep.job import trial_deadline
+
         start = time.monotonic()
-        value = self.task_function(cfg)
+        with trial_deadline(_trial_timeout_s()):
+            value = self.task_function(cfg)
         duration = time.monotonic() - start
         _write_job_metrics(value, duration)
         return wrap_return(value, duration)
+
+
+def _trial_timeout_s() -> float | None:
+    """The job's ``hydra.sweeper.trial_timeout_s`` (checked by the sweeper before any job)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return OmegaConf.select(HydraConfig.get(), "sweeper.trial_timeout_s", default=None)
 
 
 def _write_job_metrics(value: Any, duration: float) -> None:
@@ -75,6 +87,7 @@ class NemoRLSweeper(Sweeper):
         enqueue: Any,
         warm_start_from: Any,
         confirm: Any,
+        trial_timeout_s: Any = None,
         params: Any = None,
         trial_number: int | None = None,
     ) -> None:
@@ -95,6 +108,7 @@ class NemoRLSweeper(Sweeper):
             enqueue=_container(enqueue),
             warm_start_from=_container(warm_start_from),
             confirm=_container(confirm),
+            trial_timeout_s=trial_timeout_s,
         )
         self.params = {} if params is None else _container(params)
         self.config: DictConfig | None = None
