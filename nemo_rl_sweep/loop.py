@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -242,12 +243,21 @@ class Sweep:
     def _run_batches(self, study: optuna.Study, claims: Claims) -> None:
         """Ask, launch and tell in batches of ``n_jobs``."""
         while (batch_size := claims.room(study, self.settings.n_jobs)) > 0:
-            trials = self._ask_up_to(study, claims, batch_size)
+            try:
+                raise_if_interrupted()
+                with deferred_interrupt():
+                    trials = self._ask_up_to(study, claims, batch_size)
+            except KeyboardInterrupt:
+                self._interrupted(study, [])
             if not trials:
                 break
             self._run_batch(study, trials)
             self._write_results(study)
             self._check_failures(study)
+        try:
+            raise_if_interrupted()
+        except KeyboardInterrupt:
+            self._interrupted(study, [])
 
     def _run_async(self, study: optuna.Study, claims: Claims, slots: JobSlots) -> None:
         """Fill the free slots, wait for the first trial to end, record it, fill again."""
@@ -259,10 +269,11 @@ class Sweep:
             while True:
                 free = self.settings.n_jobs - len(running)
                 if stopped is None and free > 0:
-                    starting = self._ask_up_to(study, claims, claims.room(study, free))
-                    if starting:
-                        running.update(self._start(slots, starting))
-                    starting = []
+                    with deferred_interrupt():  # asked trials reach `running` before a Ctrl-C
+                        starting = self._ask_up_to(study, claims, claims.room(study, free))
+                        if starting:
+                            running.update(self._start(slots, starting))
+                        starting = []
                 if recorded:  # after the slots are filled again: no slot waits for the files
                     self._write_results(study)
                     recorded = False
@@ -270,6 +281,7 @@ class Sweep:
                     break
                 done: set[Future[JobOutcome]] = set()
                 while not done:
+                    raise_if_interrupted()  # a Ctrl-C whose exception Python swallowed
                     done, _ = wait(running, timeout=_POLL_S, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: running[f].number):
                     self._record(study, running.pop(future), _outcome_of(future))
@@ -277,6 +289,7 @@ class Sweep:
                 if stopped is None:
                     stopped = self._failure_stop(study, len(running))
         except KeyboardInterrupt:
+            _SEEN.set()  # no second Ctrl-C while the jobs are stopped
             slots.stop()
             self._interrupted(study, [*running.values(), *starting])
         if stopped is not None:
@@ -349,6 +362,7 @@ class Sweep:
         """Ctrl-C or SIGTERM: the running trials are stale (they count nowhere), say how to resume.
         A trial asked just as the signal came (not yet in the caller's hands) is found by its
         owner, this process."""
+        _SEEN.set()
         me = ledger.owner_tag()
         mine = [
             t
@@ -547,20 +561,75 @@ def describe_error(error: BaseException | str) -> str:
 
 
 @contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the block raises ``KeyboardInterrupt`` when it ends, not inside:
+    a trial asked in the ledger is always in the loop's hands when the sweep is interrupted."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def later(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        _INTERRUPTED.set()
+
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, later) for s in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+    if caught:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (scancel of the sweeper's own job, a shutdown) stops the sweep as Ctrl-C does."""
     import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        if not _INTERRUPTED.is_set():
+            # Python drops an exception raised inside a weakref callback or a __del__ (SQLAlchemy
+            # and the GC run many): the signal is sent again until the loop has seen it
+            _INTERRUPTED.set()
+            threading.Thread(target=_resend_until_seen, daemon=True).start()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    _INTERRUPTED.clear()
+    _SEEN.clear()
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, interrupt) for s in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _SEEN.set()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+_INTERRUPTED = threading.Event()  # Ctrl-C or SIGTERM came during sigterm_as_interrupt
+_SEEN = threading.Event()  # the loop has acted on it (or the sweep is over)
+
+
+def _resend_until_seen(attempts: int = 20, every_s: float = 0.5) -> None:
+    import os
+    import signal
+
+    for _ in range(attempts):
+        if _SEEN.wait(every_s):
+            return
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def raise_if_interrupted() -> None:
+    """At the loop's safe points: a Ctrl-C whose ``KeyboardInterrupt`` was lost still stops it."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
