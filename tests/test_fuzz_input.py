@@ -30,7 +30,7 @@ FAST = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 REAL = settings(
-    max_examples=3,
+    max_examples=2,
     deadline=None,
     database=None,
     phases=[Phase.explicit, Phase.generate],  # shrinking re-runs Hydra many times: report as found

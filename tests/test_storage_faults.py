@@ -3,8 +3,9 @@ is lost.
 
 Real faults, made as root: a read-only bind mount, a tmpfs filled to its last byte, a ``sqlite3``
 shell holding an exclusive lock, bytes overwritten in the ledger, a ledger whose schema version a
-newer Optuna wrote. Each run is the toy app in a subprocess over a real SQLite ledger that already
-holds a finished trial; after the refusal the ledger is byte-identical and its trial still there.
+newer Optuna wrote, over a real SQLite ledger that already holds a finished trial; after the refusal
+the ledger is byte-identical and its trial still there. Most run the toy app in a subprocess; a few
+call what the sweeper calls to open its ledger, which spares the Hydra start-up.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from nemo_rl_sweep.errors import SweepConfigError
+from nemo_rl_sweep.ledger import open_storage
 from nemo_rl_sweep.outputs.results import TRIALS_FILE, write_results
 from tests.helpers import TOY_APP, error_lines, run_app
 
@@ -114,6 +117,15 @@ def test_a_ledger_locked_by_another_program_is_refused(tmp_path):
     still_there(ledger)
 
 
+def refused_in_process(ledger: Path) -> str:
+    """What the sweeper calls to open its ledger (``Sweep.open``), without the Hydra start-up."""
+    before = ledger.read_bytes()
+    with pytest.raises(SweepConfigError) as err:
+        open_storage(f"sqlite:///{ledger}", check=True)
+    assert ledger.read_bytes() == before
+    return f"Error: {err.value}"
+
+
 @pytest.mark.parametrize("where", ["header", "middle"])
 def test_a_damaged_ledger_is_refused_and_left_as_it_was(tmp_path, where):
     ledger = earlier_ledger(tmp_path)
@@ -121,7 +133,7 @@ def test_a_damaged_ledger_is_refused_and_left_as_it_was(tmp_path, where):
     start = 0 if where == "header" else len(data) // 2
     data[start : start + 4096] = os.urandom(4096)
     ledger.write_bytes(bytes(data))
-    line = refused(tmp_path, ledger)
+    line = refused(tmp_path, ledger) if where == "header" else refused_in_process(ledger)
     assert f"the ledger {ledger} is damaged" in line
     assert "restore it from a backup" in line
 
@@ -130,7 +142,7 @@ def test_a_ledger_of_a_newer_optuna_is_refused(tmp_path):
     ledger = earlier_ledger(tmp_path)
     with contextlib.closing(sqlite3.connect(ledger)) as db, db:
         db.execute("UPDATE alembic_version SET version_num = 'v99.0.0.a'")
-    line = refused(tmp_path, ledger)
+    line = refused_in_process(ledger)
     assert "was written by another Optuna version than" in line
     assert "the ledger was left as it was" in line
 
@@ -139,7 +151,7 @@ def test_a_ledger_on_a_full_disk_is_refused(tmp_path):
     with mounted("-t", "tmpfs", "-o", "size=1m", "tmpfs", target=tmp_path / "disk") as disk:
         ledger = earlier_ledger(disk)
         fill(disk)
-        line = refused(tmp_path, ledger)
+        line = refused_in_process(ledger)
         assert "cannot write in the ledger's folder" in line and "the disk is full" in line
         still_there(ledger)
 
