@@ -564,8 +564,6 @@ def describe_error(error: BaseException | str) -> str:
 def deferred_interrupt() -> Iterator[None]:
     """Ctrl-C or SIGTERM during the block raises ``KeyboardInterrupt`` when it ends, not inside:
     a trial asked in the ledger is always in the loop's hands when the sweep is interrupted."""
-    import signal
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -575,22 +573,29 @@ def deferred_interrupt() -> Iterator[None]:
         caught.append(signum)
         _INTERRUPTED.set()
 
-    signums = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, later) for s in signums}
-    try:
+    with _stop_signals_to(later):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     if caught:
         raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (scancel of the sweeper's own job, a shutdown) stops the sweep as Ctrl-C does."""
+def _stop_signals_to(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM go to ``handler`` during the block."""
     import signal
 
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (scancel of the sweeper's own job, a shutdown) stops the sweep as Ctrl-C does."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -605,14 +610,11 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
     _INTERRUPTED.clear()
     _SEEN.clear()
-    signums = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, interrupt) for s in signums}
     try:
-        yield
+        with _stop_signals_to(interrupt):
+            yield
     finally:
         _SEEN.set()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 _INTERRUPTED = threading.Event()  # Ctrl-C or SIGTERM came during sigterm_as_interrupt
