@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -53,7 +54,13 @@ from nemo_rl_sweep.ask_ahead import AskPace
 from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims
 from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
 from nemo_rl_sweep.job import JobOutcome, TrialJob
-from nemo_rl_sweep.objectives import FailureKind, Objectives, TrialFailure
+from nemo_rl_sweep.objectives import (
+    FailureKind,
+    Objectives,
+    TrialFailure,
+    TrialTimeout,
+    signal_reason,
+)
 from nemo_rl_sweep.outputs.progress import ConsoleProgress
 from nemo_rl_sweep.pruning import record_pruner
 from nemo_rl_sweep.screening import Screen
@@ -174,7 +181,7 @@ class Sweep:
         """Open (or create) the study, refusing a storage or a study that does not fit this sweep."""
         if self.study is None:
             self.study = ledger.open_study(
-                ledger.open_storage(self.storage_url),
+                ledger.open_storage(self.storage_url, check=True),
                 self.study_name,
                 self.objectives.directions,
                 self.objectives.names,
@@ -245,12 +252,21 @@ class Sweep:
     def _run_batches(self, study: optuna.Study, claims: Claims) -> None:
         """Ask, launch and tell in batches of ``n_jobs``."""
         while (batch_size := claims.room(study, self.settings.n_jobs)) > 0:
-            trials = self._ask_up_to(study, claims, batch_size)
+            try:
+                raise_if_interrupted()
+                with deferred_interrupt():
+                    trials = self._ask_up_to(study, claims, batch_size)
+            except KeyboardInterrupt:
+                self._interrupted(study, [])
             if not trials:
                 break
             self._run_batch(study, trials)
             self._write_results(study)
             self._check_failures(study)
+        try:
+            raise_if_interrupted()
+        except KeyboardInterrupt:
+            self._interrupted(study, [])
 
     def _run_async(self, study: optuna.Study, claims: Claims, slots: JobSlots) -> None:
         """Fill the free slots, wait for the first trial to end, record it, fill again.
@@ -269,9 +285,10 @@ class Sweep:
             while True:
                 free = self.settings.n_jobs - len(state.running)
                 if stopped is None and free > 0:
-                    trials, state.ahead = state.ahead[:free], state.ahead[free:]
-                    trials += self._timed_asks(study, claims, free - len(trials), pace, state)
-                    self._launch(slots, state, trials)
+                    with deferred_interrupt():  # asked trials reach `unrecorded` before a Ctrl-C
+                        trials, state.ahead = state.ahead[:free], state.ahead[free:]
+                        trials += self._timed_asks(study, claims, free - len(trials), pace, state)
+                        self._launch(slots, state, trials)
                 if not state.running:
                     break
                 if not any(future.done() for future in state.running):  # spare time
@@ -304,6 +321,7 @@ class Sweep:
                             del state.unrecorded[trial.number]
                         state.ahead = []
         except KeyboardInterrupt:
+            _SEEN.set()  # no second Ctrl-C while the jobs are stopped
             slots.stop()
             self._interrupted(study, list(state.unrecorded.values()))
         if stopped is not None:
@@ -401,9 +419,21 @@ class Sweep:
         return jobs
 
     def _interrupted(self, study: optuna.Study, trials: Sequence[optuna.Trial]) -> NoReturn:
-        """Ctrl-C or SIGTERM: the running trials are stale (they count nowhere), say how to resume."""
-        for trial in trials:
-            ledger.mark_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
+        """Ctrl-C or SIGTERM: the running trials are stale (they count nowhere), say how to resume.
+        A trial asked just as the signal came (not yet in the caller's hands) is found by its
+        owner, this process."""
+        _SEEN.set()
+        me = ledger.owner_tag()
+        mine = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get(ledger.ATTR_OWNER) == me
+        ]
+        seen: set[int] = set()
+        for trial in [*trials, *mine]:
+            if trial.number not in seen:
+                seen.add(trial.number)
+                ledger.mark_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
         raise SweepStopped(
             "interrupted: finished trials are in the ledger; run the same command to resume "
             f"(study {self.study_name!r} in {self.storage_url})"
@@ -519,7 +549,14 @@ class Sweep:
     def _write_results(self, study: optuna.Study, *, final: bool = False) -> None:
         from nemo_rl_sweep.outputs.results import write_results
 
-        write_results(study, self.sweep_dir, self.storage_url, final=final)
+        try:
+            write_results(study, self.sweep_dir, self.storage_url, final=final)
+        except OSError as exc:  # a full disk: the old files stay whole, the ledger has every trial
+            self.progress.message(
+                f"could not rewrite the result files in {self.sweep_dir} ({exc.strerror or exc}); "
+                "the previous ones are whole, every trial is in the ledger, and the files are "
+                "written again after the next trial"
+            )
 
 
 @dataclass
@@ -539,6 +576,7 @@ def _first_done(
     """The futures that have ended, waiting for the first; none if ``until`` (``time.monotonic``)
     passes first."""
     while True:
+        raise_if_interrupted()  # a Ctrl-C whose exception Python swallowed
         timeout = _POLL_S if until is None else max(0.0, min(_POLL_S, until - time.monotonic()))
         done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
         if done or (until is not None and time.monotonic() >= until):
@@ -566,6 +604,11 @@ def judge(objectives: Objectives, outcome: JobOutcome) -> tuple[list[float], dic
     if failure is not None:
         if is_pruned(failure):
             raise TrialFailure(FailureKind.PRUNED, describe_error(failure))
+        if isinstance(failure, TrialTimeout) or type(failure).__name__ == "TrialTimeout":
+            raise TrialFailure(FailureKind.TIMEOUT, str(failure))
+        killed = signal_reason(failure)
+        if killed is not None:
+            raise TrialFailure(FailureKind.KILLED, killed)
         raise TrialFailure(FailureKind.ERROR, describe_error(failure))
     return objectives.read(outcome.value)
 
@@ -602,20 +645,77 @@ def describe_error(error: BaseException | str) -> str:
 
 
 @contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the block raises ``KeyboardInterrupt`` when it ends, not inside:
+    a trial asked in the ledger is always in the loop's hands when the sweep is interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def later(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        _INTERRUPTED.set()
+
+    with _stop_signals_to(later):
+        yield
+    if caught:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stop_signals_to(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM go to ``handler`` during the block."""
+    import signal
+
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (scancel of the sweeper's own job, a shutdown) stops the sweep as Ctrl-C does."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        if not _INTERRUPTED.is_set():
+            # Python drops an exception raised inside a weakref callback or a __del__ (SQLAlchemy
+            # and the GC run many): the signal is sent again until the loop has seen it
+            _INTERRUPTED.set()
+            threading.Thread(target=_resend_until_seen, daemon=True).start()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    _INTERRUPTED.clear()
+    _SEEN.clear()
     try:
-        yield
+        with _stop_signals_to(interrupt):
+            yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _SEEN.set()
+
+
+_INTERRUPTED = threading.Event()  # Ctrl-C or SIGTERM came during sigterm_as_interrupt
+_SEEN = threading.Event()  # the loop has acted on it (or the sweep is over)
+
+
+def _resend_until_seen(attempts: int = 20, every_s: float = 0.5) -> None:
+    import os
+    import signal
+
+    for _ in range(attempts):
+        if _SEEN.wait(every_s):
+            return
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def raise_if_interrupted() -> None:
+    """At the loop's safe points: a Ctrl-C whose ``KeyboardInterrupt`` was lost still stops it."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
