@@ -181,7 +181,7 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
         raise SweepConfigError(
             "hydra.sweeper.pruner",
             f"strategy {strategy} stops trials with its own learning-curve model",
-            "remove hydra.sweeper.pruner (tune it with strategy_options.stop_probability), "
+            "remove hydra.sweeper.pruner (tune it with strategy_options.stop_ratio), "
             "or use strategy=bayes with a pruner",
         )
     if pruner_node is None:

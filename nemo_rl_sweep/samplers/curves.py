@@ -19,15 +19,17 @@ the decisions below wait for a few COMPLETE trials.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from nemo_rl_sweep.gp import GPModel, Hyperparameters, Priors, fit_gp
+from nemo_rl_sweep.gp import GPModel, Hyperparameters, Priors, fit_gp, log_ei
 from nemo_rl_sweep.gp.search_space import SpaceEncoding
 from nemo_rl_sweep.samplers.model_based import fits, params_of
 
@@ -69,6 +71,7 @@ class Curves:
 
     X: np.ndarray
     y: np.ndarray
+    owner: np.ndarray  # the trial number of each row
     final_X: np.ndarray
     final_y: np.ndarray
     max_step: int
@@ -90,6 +93,8 @@ def collect(
     end = final_step(trials, max_step)
     rows: list[np.ndarray] = []
     values: list[float] = []
+    owners: list[int] = []
+    final_owners: list[int] = []
     final_rows: list[np.ndarray] = []
     finals: list[float] = []
     for t in trials:
@@ -106,18 +111,22 @@ def collect(
                 inter = {s: v for s, v in inter.items() if s < end}
             final_rows.append(x)
             finals.append(sign * float(t.value))
+            final_owners.append(t.number)
         elif complete:
             continue
         for s in thinned(sorted(inter), points_per_trial):
             rows.append(np.append(x, fidelity(s, end or s)))
             values.append(sign * inter[s])
+            owners.append(t.number)
+    owners.extend(final_owners)
     rows.extend(np.append(x, 1.0) for x in final_rows)
     values.extend(finals)
-    if not rows or end is None and not final_rows:
+    if not rows:
         return None
     return Curves(
         X=np.array(rows),
         y=np.array(values, dtype=float),
+        owner=np.array(owners, dtype=int),
         final_X=np.array(final_rows).reshape(-1, space.dim),
         final_y=np.array(finals, dtype=float),
         max_step=int(end) if end is not None else 0,
@@ -146,6 +155,22 @@ class CurveModel:
         )
         self.curves = curves
 
+    def without(self, trial_number: int) -> CurveModel:
+        """The same model (hyperparameters, scaling) conditioned on every row but one trial's:
+        what the model expected of that trial before its own validations."""
+        keep = torch.as_tensor(self.curves.owner != trial_number)
+        gp = self.gp
+        other = copy.copy(self)
+        other.gp = GPModel(
+            gp.X[keep],
+            gp.y[keep],
+            column_groups=gp.column_groups,
+            hyper=gp.hyper,
+            y_offset=gp.y_offset,
+            y_scale=gp.y_scale,
+        )
+        return other
+
     @property
     def hyper(self) -> Hyperparameters:
         return self.gp.hyper
@@ -165,10 +190,10 @@ class CurveModel:
         """The fitted variance of one reported value around its curve (caller units)."""
         return float(self.gp.noise_var * self.gp.y_scale**2)
 
-    def prob_final_above(self, x: np.ndarray, threshold: float) -> float:
-        """P(the value a full run of ``x`` would report at its end > ``threshold``): the model's
-        uncertainty about the curve plus the noise of one reported value."""
-        mean, var = self.final(x)
-        sd = math.sqrt(max(float(var[0]) + self.noise_var(), 1e-18))
-        z = (float(mean[0]) - threshold) / sd
-        return 0.5 * math.erfc(-z / math.sqrt(2.0))
+    def log_ei_final(self, X: np.ndarray, best: float) -> np.ndarray:
+        """log E[max(final value - best, 0)] at configurations ``X`` (standardised units: only
+        differences of these logs mean anything, and they are the same in any units)."""
+        with torch.no_grad():
+            Xq = torch.as_tensor(self.at_end(X), dtype=torch.float64)
+            out = log_ei(*self.gp.posterior_standard(Xq), float(self.gp.to_standard(best)))
+        return out.numpy()
