@@ -302,7 +302,7 @@ def summarise(runs: list[dict], probs: dict[str, Problem], budget: int) -> tuple
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--budget", type=int, default=3000, help="steps per sweep (30 full runs)")
+    ap.add_argument("--budget", type=int, default=2000, help="steps per sweep (20 full runs)")
     ap.add_argument("--problems", default="grpo,saturating,peaking")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--workers", type=int, default=2)
