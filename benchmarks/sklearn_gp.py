@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import scipy.stats
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, RandomSampler
+from optuna.samplers import RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from nemo_rl_sweep.samplers.base import SpaceSampler
 
-class SklearnGPSampler(BaseSampler):
+
+class SklearnGPSampler(SpaceSampler):
     """GaussianProcessRegressor + expected improvement over random candidates (module docstring)."""
 
     def __init__(
@@ -35,17 +37,11 @@ class SklearnGPSampler(BaseSampler):
     ) -> None:
         from nemo_rl_sweep.gp.search_space import SpaceEncoding
 
+        super().__init__(search_space, seed=seed, fallback=RandomSampler(seed=seed))
         self._space = dict(search_space)
         self._encoding = SpaceEncoding(self._space)
-        self._rng = np.random.RandomState(seed)
-        self._random = RandomSampler(seed=seed)
         self.n_startup_trials = n_startup_trials
         self.n_candidates = n_candidates
-
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return dict(self._space)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -78,12 +74,3 @@ class SklearnGPSampler(BaseSampler):
         z = (mean - y.max()) / sd
         ei = sd * (z * scipy.stats.norm.cdf(z) + scipy.stats.norm.pdf(z))
         return self._encoding.decode(cand[int(np.argmax(ei))])
-
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
