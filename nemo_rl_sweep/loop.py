@@ -7,30 +7,35 @@ caller says how jobs run. Two ways, one per kind of launcher:
 - ``slots`` (a ``JobSlots``): start jobs now, get a ``Future`` per job. The loop keeps ``n_jobs``
   trials running: when one ends (complete, pruned, failed) it is told to the ledger and the next
   trial is asked at once, with the trials still running in the study as RUNNING (the bayes and pareto
-  samplers condition on them). No slot idles while the slowest trial of a batch runs.
+  samplers condition on them). No slot idles while the slowest trial of a batch runs. When asks
+  are slow next to the trials (``ask_ahead``), the next trial is asked while every slot runs and
+  starts the moment one frees; the result files are rewritten while no ended trial waits.
 - ``launch`` (a batch function, the fallback for a launcher that can only run batches): ask
   ``n_jobs`` trials, run them, wait for all, repeat. The first lines of the sweep say which mode runs.
 
 Every ledger write (ask, tell, attributes) happens on the calling thread; the futures only carry
 ``JobOutcome``s back. Everything a user has spent is in the ledger as soon as it exists: each trial
-is recorded as it ends and the result files are rewritten after every record, so a crash loses at
-most the trials that were running. ``max_failure_rate`` is judged as trials end; when it stops the
+is recorded as it ends and the result files are rewritten after every record (in async mode as
+soon as no ended trial waits to be recorded), so a crash loses at most the trials that were running. ``max_failure_rate`` is judged as trials end; when it stops the
 sweep no new trial starts, the running ones finish and are recorded, then the sweep stops. Ctrl-C or
-SIGTERM ends the running jobs (``JobSlots.stop``) and marks their trials stale.
+SIGTERM ends the running jobs (``JobSlots.stop``) and marks their trials stale (a trial asked
+ahead too; one asked ahead when ``max_failure_rate`` stops the sweep is marked stale, never run).
 
 Reproducibility: with one slot (or in batch mode) a fixed ``seed`` gives the same trials in the same
 order as before. With several slots the asks depend on the order in which trials end, which the
-launcher and the machine decide, so parallel async sweeps are reproducible only up to that order.
+launcher and the machine decide, and on whether a trial was asked ahead (which depends on how long
+asks and trials take), so parallel async sweeps are reproducible only up to that order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -44,6 +49,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from nemo_rl_sweep import confirmation, ledger
+from nemo_rl_sweep.ask_ahead import AskPace
 from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims
 from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
 from nemo_rl_sweep.job import JobOutcome, TrialJob
@@ -57,6 +63,9 @@ from nemo_rl_sweep.warm_start import seed_from_study
 
 Launch = Callable[[Sequence[TrialJob]], Sequence[JobOutcome]]
 _POLL_S = 5.0  # how often the wait for a trial's end wakes up (Ctrl-C is seen at once anyway)
+_WRITE_EVERY_S = (
+    10.0  # async: the result files trail the ledger by at most this (trials of minutes+: 0)
+)
 
 
 class JobSlots(Protocol):
@@ -244,37 +253,89 @@ class Sweep:
             self._check_failures(study)
 
     def _run_async(self, study: optuna.Study, claims: Claims, slots: JobSlots) -> None:
-        """Fill the free slots, wait for the first trial to end, record it, fill again."""
-        running: dict[Future[JobOutcome], optuna.Trial] = {}
-        starting: list[optuna.Trial] = []
+        """Fill the free slots, wait for the first trial to end, record it, fill again.
+
+        Work that need not delay a start (rewriting the result files, asking one trial ahead when
+        asks are slow next to trials: ``ask_ahead``) is done only while no ended trial waits. A
+        trial asked ahead starts before the trial whose slot it takes is recorded, unless that one
+        failed (a failure may stop the sweep: then no new trial starts).
+        """
+        state = _SlotState()
+        pace = AskPace()
         stopped: SweepStopped | None = None
-        recorded = False
+        unwritten, written = False, -_WRITE_EVERY_S  # written: when the files were last rewritten
+        may_ask_ahead = self.settings.n_jobs > 1  # one slot: each trial waits for the last result
         try:
             while True:
-                free = self.settings.n_jobs - len(running)
+                free = self.settings.n_jobs - len(state.running)
                 if stopped is None and free > 0:
-                    starting = self._ask_up_to(study, claims, claims.room(study, free))
-                    if starting:
-                        running.update(self._start(slots, starting))
-                    starting = []
-                if recorded:  # after the slots are filled again: no slot waits for the files
-                    self._write_results(study)
-                    recorded = False
-                if not running:
+                    trials, state.ahead = state.ahead[:free], state.ahead[free:]
+                    trials += self._timed_asks(study, claims, free - len(trials), pace, state)
+                    self._launch(slots, state, trials)
+                if not state.running:
                     break
-                done: set[Future[JobOutcome]] = set()
-                while not done:
-                    done, _ = wait(running, timeout=_POLL_S, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: running[f].number):
-                    self._record(study, running.pop(future), _outcome_of(future))
-                recorded = True
+                if not any(future.done() for future in state.running):  # spare time
+                    if unwritten and time.monotonic() >= written + _WRITE_EVERY_S:
+                        self._write_results(study)
+                        unwritten, written = False, time.monotonic()
+                        continue
+                    if stopped is None and may_ask_ahead and not state.ahead and pace.ask_ahead():
+                        state.ahead = self._timed_asks(study, claims, 1, pace, state)
+                        may_ask_ahead = bool(state.ahead)  # no room left: the budget is spent
+                        continue
+                done = _first_done(state.running, written + _WRITE_EVERY_S if unwritten else None)
+                if not done:  # the files are due
+                    continue
+                now = time.monotonic()
+                if stopped is None and state.ahead and all(self._ended_well(f) for f in done):
+                    trials, state.ahead = state.ahead[: len(done)], state.ahead[len(done) :]
+                    self._launch(slots, state, trials)
+                for future in sorted(done, key=lambda f: state.running[f].number):
+                    pace.trial_ended(now - state.started.pop(future))
+                    trial = state.running.pop(future)
+                    self._record(study, trial, _outcome_of(future))
+                    del state.unrecorded[trial.number]
+                unwritten = True
                 if stopped is None:
-                    stopped = self._failure_stop(study, len(running))
+                    stopped = self._failure_stop(study, len(state.running))
+                    if stopped is not None:
+                        for trial in state.ahead:
+                            ledger.mark_stale(study, trial, "not run: the sweep stopped first")
+                            del state.unrecorded[trial.number]
+                        state.ahead = []
         except KeyboardInterrupt:
             slots.stop()
-            self._interrupted(study, [*running.values(), *starting])
+            self._interrupted(study, list(state.unrecorded.values()))
         if stopped is not None:
             raise stopped
+
+    def _launch(self, slots: JobSlots, state: _SlotState, trials: list[optuna.Trial]) -> None:
+        if not trials:
+            return
+        now = time.monotonic()
+        for future, trial in self._start(slots, trials).items():
+            state.running[future], state.started[future] = trial, now
+
+    def _ended_well(self, future: Future[JobOutcome]) -> bool:
+        """The trial completed or was pruned: its record cannot stop the sweep."""
+        try:
+            judge(self.objectives, _outcome_of(future))
+        except TrialFailure as failure:
+            return failure.kind is FailureKind.PRUNED
+        return True
+
+    def _timed_asks(
+        self, study: optuna.Study, claims: Claims, n: int, pace: AskPace, state: _SlotState
+    ) -> list[optuna.Trial]:
+        """Up to ``n`` trials the claims allow, each ask's time told to ``pace``."""
+        if n <= 0:
+            return []
+        start = time.monotonic()
+        trials = self._ask_up_to(study, claims, claims.room(study, n))
+        if trials:
+            pace.asked((time.monotonic() - start) / len(trials))
+            state.unrecorded.update((t.number, t) for t in trials)
+        return trials
 
     def _start(
         self, slots: JobSlots, trials: list[optuna.Trial]
@@ -459,6 +520,29 @@ class Sweep:
         from nemo_rl_sweep.outputs.results import write_results
 
         write_results(study, self.sweep_dir, self.storage_url, final=final)
+
+
+@dataclass
+class _SlotState:
+    """The trials of an asynchronous phase: running (with their start times), asked ahead, and
+    every trial asked and not yet recorded (what Ctrl-C marks stale, wherever it lands)."""
+
+    running: dict[Future[JobOutcome], optuna.Trial] = field(default_factory=dict)
+    started: dict[Future[JobOutcome], float] = field(default_factory=dict)
+    ahead: list[optuna.Trial] = field(default_factory=list)
+    unrecorded: dict[int, optuna.Trial] = field(default_factory=dict)
+
+
+def _first_done(
+    running: dict[Future[JobOutcome], optuna.Trial], until: float | None
+) -> set[Future[JobOutcome]]:
+    """The futures that have ended, waiting for the first; none if ``until`` (``time.monotonic``)
+    passes first."""
+    while True:
+        timeout = _POLL_S if until is None else max(0.0, min(_POLL_S, until - time.monotonic()))
+        done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+        if done or (until is not None and time.monotonic() >= until):
+            return done
 
 
 def _claims_of(sampler: optuna.samplers.BaseSampler, n_trials: int | None) -> Claims:
