@@ -194,7 +194,7 @@ class Sweep:
         study = self.open()
         study.set_user_attr(ledger.STUDY_ATTR_STRATEGY, self.plan.strategy)
         study.set_user_attr(ledger.STUDY_ATTR_SPACE, self.space.describe())
-        record_pruner(study, self.settings.pruner)  # the jobs rebuild it from the ledger
+        record_pruner(study, self.plan.pruner_node)  # the jobs rebuild it from the ledger
         if self.plan.warm_start is not None:
             seed_from_study(
                 study,

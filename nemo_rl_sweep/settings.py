@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class SweepSettings:
     """The sweeper's keys, named as in hydra-optuna-sweeper where they mean the same."""
 
-    # grid | random | bayes | pareto | optuna
+    # grid | random | bayes | multifidelity | pareto | optuna
     # null: optuna when a `sampler` node is given (hydra-optuna-sweeper files), else random
     strategy: str | None = None
     # keyword arguments of the strategy's sampler (e.g. stratified: true, n_startup_trials: 8)
@@ -83,6 +83,8 @@ class SweepPlan:
     grid_points: list[dict[str, Any]] | None
     warm_start: WarmStartSource | None
     confirm: ConfirmSettings | None = None
+    # the pruner node the jobs rebuild from the ledger: the user's, or the strategy's own
+    pruner_node: dict[str, Any] | None = None
 
 
 DEFAULT_OBJECTIVE = ("validation/accuracy", "maximize")
@@ -169,9 +171,27 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
         optuna_sampler=settings.sampler,
         grid_points=grid_points,
     )
-    pruner = check_pruner(settings.pruner, objectives.names)
+    pruner_node = rules.pruner_node(settings.strategy_options)
+    if pruner_node is not None and settings.pruner:
+        raise SweepConfigError(
+            "hydra.sweeper.pruner",
+            f"strategy {strategy} stops trials with its own learning-curve model",
+            "remove hydra.sweeper.pruner (tune it with strategy_options.stop_ratio), "
+            "or use strategy=bayes with a pruner",
+        )
+    if pruner_node is None:
+        pruner_node = settings.pruner
+    pruner = check_pruner(pruner_node, objectives.names)
     return SweepPlan(
-        strategy, objectives, sampler, pruner, enqueue, grid_points, warm_start, confirm
+        strategy,
+        objectives,
+        sampler,
+        pruner,
+        enqueue,
+        grid_points,
+        warm_start,
+        confirm,
+        dict(pruner_node) if pruner_node else None,
     )
 
 
