@@ -107,7 +107,8 @@ def test_grid_resumes_with_the_points_not_yet_done(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
-    ctrl_c_then_resume(["hydra.sweeper.seed=1", "hydra.sweeper.n_trials=4", "sleep=1.0"], tmp_path)
+    # six trials of 2 s: the Ctrl-C lands while trials remain even on a loaded machine
+    ctrl_c_then_resume(["hydra.sweeper.seed=1", "hydra.sweeper.n_trials=6", "sleep=2.0"], tmp_path)
 
 
 def ctrl_c_then_resume(args, tmp_path):
@@ -126,7 +127,8 @@ def ctrl_c_then_resume(args, tmp_path):
     again = run_app(TOY_APP, ["--multirun", *args], tmp_path)
     assert again.returncode == 0, again.stderr
     trials = load_study(sweep_dirs(tmp_path)[-1]).get_trials()
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    n_trials = int(next(a for a in args if a.startswith("hydra.sweeper.n_trials=")).split("=")[1])
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == n_trials
 
 
 def test_two_sweepers_share_one_study(tmp_path):
