@@ -445,7 +445,9 @@ def format_value(value: Any) -> str:
         "inf",
     ):
         return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    # in Hydra's quoted strings a backslash escapes only a quote, or the backslashes before one
+    doubled = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, text)
+    return "'" + doubled.replace("'", "\\'") + "'"
 
 
 def trial_overrides(space: SearchSpace, params: Mapping[str, Any]) -> list[str]:

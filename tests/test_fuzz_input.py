@@ -165,3 +165,12 @@ def test_params_that_are_not_a_mapping_are_one_error_line(tmp_path):
         "Error: hydra.sweeper.params: must be a mapping of config key to sweep, got [1, 2]. "
         "Fix: e.g. params: {x: 'interval(0, 1)'}"
     ]
+
+
+def test_a_string_with_backslashes_reaches_the_trial_unchanged(tmp_path):
+    """A choice value with backslashes was quoted with each backslash doubled; Hydra reads a
+    backslash as an escape only before a quote, so the trial got four backslashes for two."""
+    verdict = check_in_process(
+        {"y": r"choice('\\Ø', 'a\\', 1)"}, {}, {"strategy": "grid", "n_trials": 3}, tmp_path
+    )
+    assert verdict.refused is None and len(verdict.trials) == 3
