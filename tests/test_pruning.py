@@ -192,7 +192,15 @@ def test_hydra_jobs_prune_themselves(tmp_path, launcher, pruner):
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = ledger_study(tmp_path)
     by_x = {t.params["x"]: t for t in study.trials}
-    assert by_x[0.5].state == by_x[0.3].state == TrialState.COMPLETE
+    assert by_x[0.3].state == TrialState.COMPLETE  # the best at every step: never pruned
+    if launcher == "joblib":
+        # x=0.5 runs beside x=0.3: if the machine lets x=0.3 finish before x=0.5's first
+        # validation, x=0.5 is (rightly) pruned against it; either order is a correct sweep
+        assert by_x[0.5].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    else:
+        assert by_x[0.5].state == TrialState.COMPLETE
+    # the first trial to end is complete (a pruned one needs a complete one before it), so both
+    # later trials, worse at every step, are pruned in either launcher
     assert by_x[0.95].state == by_x[1.0].state == TrialState.PRUNED
     for t in study.trials:
         assert steps_run(t) == (t.last_step if t.state == TrialState.PRUNED else 6)
