@@ -214,9 +214,14 @@ def main(argv: list[str] | None = None) -> None:
         results += earlier
         names = sorted({r["sampler"] for r in earlier}, key=SAMPLERS.index)
         samplers = [s for s in SAMPLERS if s in samplers or s in names]
+        wall_text = (
+            f"{meta['wall_min']:.1f} min"
+            if "wall_min" in meta
+            else "stopped early, its finished jobs"
+        )
         loaded.append(
             f"{', '.join(names)}: `{meta.get('command', path)}` ({meta.get('versions', '')}, "
-            f"{meta.get('wall_min', float('nan')):.1f} min)"
+            f"{wall_text})"
         )
     md = table(results, args.problems, samplers)
     body = (
