@@ -120,7 +120,11 @@ def _q(a: list[float]) -> tuple[float, float, float]:
     return float(q1), float(med), float(q3)
 
 
-def table(results: list[dict], problems: list[str], samplers: list[str]) -> str:
+def table(
+    results: list[dict], problems: list[str], samplers: list[str], n_seeds: int | None = None
+) -> str:
+    """Markdown rows; a row over fewer than ``n_seeds`` seeds (a loaded run stopped early) says
+    how many it has."""
     rows = [
         "| problem | sampler | hypervolume median [q1, q3] | seconds/suggestion mean | "
         "seconds/suggestion, last 5 trials |",
@@ -133,10 +137,12 @@ def table(results: list[dict], problems: list[str], samplers: list[str]) -> str:
             if not rs:
                 continue
             q1, med, q3 = _q([r["hv"] for r in rs])
+            name = s if len(rs) == n_seeds else f"{s} ({len(rs)} seeds)"
             rows.append(
                 f"| {p} ({dim}-D, {n_obj} obj, {rs[0]['n_trials']} trials, ref "
                 f"({', '.join(f'{v:g}' for v in ref)}), max {hv_max:.4f}) "
-                f"| {s} | {med:.4f} [{q1:.4f}, {q3:.4f}] | {np.mean([r['s_mean'] for r in rs]):.3f} "
+                f"| {name} | {med:.4f} [{q1:.4f}, {q3:.4f}] "
+                f"| {np.mean([r['s_mean'] for r in rs]):.3f} "
                 f"| {np.median([r['s_last'] for r in rs]):.3f} |"
             )
     return "\n".join(rows)
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{', '.join(names)}: `{meta.get('command', path)}` ({meta.get('versions', '')}, "
             f"{wall_text})"
         )
-    md = table(results, args.problems, samplers)
+    md = table(results, args.problems, samplers, len(seeds))
     body = (
         "## Pareto strategy (multi-objective)\n\n"
         f"Hypervolume of all trials at the reference point in the problem's row (all minimised), "
