@@ -11,11 +11,24 @@ versions. Numbers are whatever the run gives.
 
     python benchmarks/pareto_benchmark.py            # full run: 5 seeds, ~30 min on 2 cores
     python benchmarks/pareto_benchmark.py --quick    # smoke run, docs untouched
+
+Optuna's samplers do not depend on this project's code, and GPSampler takes most of a run's time:
+``--save FILE`` writes every result as it comes (one JSON object a line) and ``--load FILE ...``
+adds the results of earlier runs for the (problem, sampler, seed) jobs this run does not do, so
+the slow rows can run at once on a shared machine and be combined:
+
+    python benchmarks/pareto_benchmark.py --samplers GPSampler NSGAIISampler TPESampler \
+        RandomSampler --save optuna.jsonl --no-docs
+    python benchmarks/pareto_benchmark.py --samplers ours --save ours.jsonl --no-docs
+    python benchmarks/pareto_benchmark.py --samplers --load ours.jsonl optuna.jsonl
+
+The docs then name every run's command.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import platform
@@ -107,7 +120,11 @@ def _q(a: list[float]) -> tuple[float, float, float]:
     return float(q1), float(med), float(q3)
 
 
-def table(results: list[dict], problems: list[str], samplers: list[str]) -> str:
+def table(
+    results: list[dict], problems: list[str], samplers: list[str], n_seeds: int | None = None
+) -> str:
+    """Markdown rows; a row over fewer than ``n_seeds`` seeds (a loaded run stopped early) says
+    how many it has."""
     rows = [
         "| problem | sampler | hypervolume median [q1, q3] | seconds/suggestion mean | "
         "seconds/suggestion, last 5 trials |",
@@ -120,10 +137,12 @@ def table(results: list[dict], problems: list[str], samplers: list[str]) -> str:
             if not rs:
                 continue
             q1, med, q3 = _q([r["hv"] for r in rs])
+            name = s if len(rs) == n_seeds else f"{s} ({len(rs)} seeds)"
             rows.append(
                 f"| {p} ({dim}-D, {n_obj} obj, {rs[0]['n_trials']} trials, ref "
                 f"({', '.join(f'{v:g}' for v in ref)}), max {hv_max:.4f}) "
-                f"| {s} | {med:.4f} [{q1:.4f}, {q3:.4f}] | {np.mean([r['s_mean'] for r in rs]):.3f} "
+                f"| {name} | {med:.4f} [{q1:.4f}, {q3:.4f}] "
+                f"| {np.mean([r['s_mean'] for r in rs]):.3f} "
                 f"| {np.median([r['s_last'] for r in rs]):.3f} |"
             )
     return "\n".join(rows)
@@ -144,9 +163,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     ap.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
-    ap.add_argument("--samplers", nargs="+", default=SAMPLERS, choices=SAMPLERS)
+    ap.add_argument(
+        "--samplers", nargs="*", default=SAMPLERS, choices=SAMPLERS, help="none: only --load"
+    )
     ap.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
+    ap.add_argument("--save", help="write every result to this file (JSON lines)")
+    ap.add_argument(
+        "--load",
+        nargs="+",
+        default=[],
+        help="add earlier runs' results (--save) for jobs not run now",
+    )
     args = ap.parse_args(argv)
 
     seeds = list(range(2 if args.quick else args.seeds))
@@ -156,6 +184,13 @@ def main(argv: list[str] | None = None) -> None:
         # slow samplers first so the pool's tail is short
         for s in sorted(args.samplers, key=lambda n: n not in ("ours", "ours+ref", "GPSampler")):
             jobs += [(p, s, seed, n_trials) for seed in seeds]
+    cmd = "python " + " ".join(
+        shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)] + sys.argv[1:]
+    )
+    # results are saved as they come, so a run cut short keeps what it finished
+    save = open(args.save, "w") if args.save else None  # noqa: SIM115
+    if save:
+        save.write(json.dumps({"command": cmd, "versions": versions()}) + "\n")
     t0 = time.time()
     results = []
     ctx = mp.get_context("spawn")
@@ -163,16 +198,38 @@ def main(argv: list[str] | None = None) -> None:
         for r, job in zip(pool.imap(run_one, jobs), jobs, strict=True):
             r["n_trials"] = job[3]
             results.append(r)
+            if save:
+                save.write(json.dumps(r) + "\n")
+                save.flush()
             print(
                 f"{r['problem']:6s} {r['sampler']:14s} seed {r['seed']}: hv {r['hv']:.4f} "
                 f"{r['s_mean']:.3f} s/suggestion",
                 flush=True,
             )
     wall = time.time() - t0
-    md = table(results, args.problems, args.samplers)
-    cmd = "python " + " ".join(
-        shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)] + sys.argv[1:]
-    )
+    if save:
+        save.write(json.dumps({"wall_min": wall / 60}) + "\n")
+        save.close()
+    samplers, loaded = list(args.samplers), []
+    for path in args.load:
+        done = {(r["problem"], r["sampler"], r["seed"]) for r in results}
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        meta = {k: v for r in rows if "problem" not in r for k, v in r.items()}
+        earlier = [r for r in rows if r.get("problem") in args.problems and r["seed"] in seeds]
+        earlier = [r for r in earlier if (r["problem"], r["sampler"], r["seed"]) not in done]
+        results += earlier
+        names = sorted({r["sampler"] for r in earlier}, key=SAMPLERS.index)
+        samplers = [s for s in SAMPLERS if s in samplers or s in names]
+        wall_text = (
+            f"{meta['wall_min']:.1f} min"
+            if "wall_min" in meta
+            else "stopped early, its finished jobs"
+        )
+        loaded.append(
+            f"{', '.join(names)}: `{meta.get('command', path)}` ({meta.get('versions', '')}, "
+            f"{wall_text})"
+        )
+    md = table(results, args.problems, samplers, len(seeds))
     body = (
         "## Pareto strategy (multi-objective)\n\n"
         f"Hypervolume of all trials at the reference point in the problem's row (all minimised), "
@@ -182,9 +239,16 @@ def main(argv: list[str] | None = None) -> None:
         f"have no reference-point option, so they run once, with their defaults. ZDT3 and DTLZ7 "
         f"have disconnected fronts (5 and 4 pieces). Seconds per suggestion is the time of "
         f"`study.ask()` (sampler work included). "
-        f"All samplers ran side by side in one run, {args.workers} worker processes, one torch "
-        f"thread each, wall time {wall / 60:.1f} min.\n\n"
-        f"Command: `{cmd}`  \nVersions: {versions()}\n\n{md}\n"
+        + (
+            f"The rows come from runs of the benchmark saved with `--save` (each sampler's "
+            f"jobs side by side, 2 worker processes, one torch thread each; the machine was "
+            f"shared, so seconds compare only within a run): {'; '.join(loaded)}; combined by "
+            f"the command below.\n\n"
+            if loaded
+            else f"All samplers ran side by side in one run, {args.workers} worker processes, "
+            f"one torch thread each, wall time {wall / 60:.1f} min.\n\n"
+        )
+        + f"Command: `{cmd}`  \nVersions: {versions()}\n\n{md}\n"
     )
     print("\n" + body)
     if not (args.quick or args.no_docs):

@@ -92,3 +92,29 @@ def test_short_run_reaches_both_pieces_of_a_disconnected_front():
     front = v[pareto_front_mask(v)]
     assert front[:, 0].min() < 0.09 and front[:, 0].max() > 0.18  # first piece and beyond
     assert hypervolume(v, [1.1, 1.1]) > 0.9
+
+
+def test_two_objectives_cover_pieces_no_trial_on_the_front_ever_reached():
+    """The witnesses' blind spot: the trials at larger f1 were dominated when they ran, so they
+    witness nothing; with two objectives the reference still covers the observed range."""
+    first = _zdt3_front(np.linspace(0.0, 0.08, 12))  # the search settled on the first piece
+    far = np.array([zdt3([a, 0.6]) for a in (0.3, 0.6, 0.95)])  # poorly converged
+    y = np.vstack([first, far])
+    assert not pareto_front_mask(y)[len(first) :].any()
+    front = first[pareto_front_mask(first)]
+    ref = ehvi_reference_point(y)
+    assert ref[0] > 0.95  # the whole observed f1 range, ZDT3's last piece (f1 <= 0.852) with it
+    last_piece = np.array(zdt3([0.84, 0.0]))
+    assert hypervolume_improvement(last_piece, front, ref)[0] > 0.0
+
+
+def test_three_objectives_a_late_dominated_trial_does_not_widen_the_reference():
+    """With three objectives the slab beyond the front is a region poorly converged trials can
+    fill, so only witnesses widen the reference: a trial dominated when it ran does not."""
+    rng = np.random.default_rng(1)
+    d = np.abs(rng.normal(size=(40, 3)))
+    sphere = d / np.linalg.norm(d, axis=1, keepdims=True)  # DTLZ2's front, one connected piece
+    y = np.vstack([sphere, [[1.5, 1.5, 1.5]]])
+    ref = ehvi_reference_point(y)
+    np.testing.assert_allclose(ref, sphere.max(axis=0) + 0.1 * (1.5 - y.min(axis=0)))
+    assert np.all(ref < 1.5)

@@ -65,10 +65,23 @@ def ehvi_reference_point(
     further above the next one down than the whole range below that is an outlier, counted
     neither in the range nor as a witness, so one diverged trial does not move the reference.
 
-    Limits (measured, see docs/benchmarks.md): a region where no trial was ever on the front
-    (ZDT3's last pieces, in some seeds) is not covered, and covering an objective's observed range
-    also widens the reference in objectives whose bad values come from unconverged trials, which
-    costs a little on connected fronts. A user's reference point, where known, is still better.
+    With **two objectives** the reference covers each objective's robust observed range, witness
+    or not. The witnesses miss a region where no trial was ever on the front (ZDT3's last pieces,
+    in some seeds; median 1.01 against 1.23 with the hand-given reference), and in two dimensions a wide reference costs next to
+    nothing: the region between the front's worst f1 and the reference's f1 is improved only by a
+    point whose f2 is below the front's best f2, which is a new extreme of the front, never a poorly
+    converged copy of a part already found (the strip beside the front's best f1 is empty once the
+    search reaches that objective's bound, and is a real extension of the front before). So no
+    trial is spent on the slabs along the front's edges, and a piece anywhere in the observed
+    range keeps a positive improvement. With three or more objectives this does not hold: the
+    slab beyond the front in f3 is a two-dimensional region, and trials on the boundary of the
+    objective space (DTLZ2's points with two objectives at 0 and the third poorly converged) fill
+    it; there the witness rule above decides.
+
+    Limits (measured, see docs/benchmarks.md): with three or more objectives a region where no
+    trial was ever on the front is not covered, and covering an objective's observed range also
+    widens the reference in objectives whose bad values come from unconverged trials, which
+    costs on connected fronts (DTLZ2). A user's reference point, where known, is still better.
     """
     y = np.asarray(values, dtype=float)
     if y.ndim != 2 or y.shape[0] == 0:
@@ -78,6 +91,9 @@ def ehvi_reference_point(
     hi = np.array([_robust_top(y[:, k]) for k in range(y.shape[1])])
     hi = np.maximum(hi, f.max(axis=0))
     span = np.where(hi - lo > 0, hi - lo, 1.0)
+    if y.shape[1] == 2:
+        # Two objectives: cover each objective's robust observed range (see above).
+        return np.maximum(f.max(axis=0), hi) + margin * span
     z, fz = (y - lo) / span, (f - lo) / span
 
     # On the front when it ran: no earlier row dominates it (in blocks, to bound memory).

@@ -20,9 +20,9 @@ Shared behaviour (as ``BayesSampler``):
 * FAIL trials are not fitted, and their points are never proposed again.
 * ``study.directions`` are honoured (maximised objectives are negated internally).
 * The reference point of the acquisition is ``reference_point`` (user units, one number per
-  objective) if given, else :func:`nemo_rl_sweep.pareto.reference.ehvi_reference_point`: the
-  front's worst values, extended to regions the front reached and left, plus 10% of each
-  objective's observed range.
+  objective) if given, else :func:`nemo_rl_sweep.pareto.reference.ehvi_reference_point`: with two
+  objectives, each objective's robust observed worst value; with more, the front's worst values,
+  extended to regions the front reached and left; plus 10% of each objective's observed range.
 """
 
 from __future__ import annotations
@@ -237,9 +237,10 @@ class ParetoSampler(ModelBasedSampler):
                 models = [mdl.condition_on(X_run, believed[:, k]) for k, mdl in enumerate(models)]
                 front = np.vstack([front, believed])
                 front = front[pareto_front_mask(front)]
-            # Default reference: the front's nadir, pushed out to where the front once reached and
-            # was left behind (another piece of a disconnected front may lie there), plus 10% of
-            # each objective's range; see ehvi_reference_point for why.
+            # Default reference: with two objectives the observed range, with more the front's
+            # nadir pushed out to where the front once reached and was left behind (another piece
+            # of a disconnected front may lie there); plus 10% of each objective's range. See
+            # ehvi_reference_point for why.
             ref_n = ehvi_reference_point(Yn, front) if ref is None else (ref - lo) / span
             acq = LogEHVI(front, ref_n)
 
