@@ -68,6 +68,9 @@ class JobSlots(Protocol):
     def stop(self) -> None:
         """End every job still running (Ctrl-C, SIGTERM); their futures are abandoned."""
 
+    # optional: ``adopt(jobs) -> futures | None``, to watch again the jobs of trials whose
+    # sweeper died while the jobs live on (the ray.sub trial mode's Slurm jobs)
+
 
 @dataclass
 class SweepResult:
@@ -187,6 +190,7 @@ class Sweep:
                 own_storage_url=self.storage_url,
                 message=self.progress.message,
             )
+        adopted = self._adopt(study)
         stale = ledger.fail_stale_trials(study)
         if stale:
             self.progress.message(
@@ -205,7 +209,7 @@ class Sweep:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         try:
             with sigterm_as_interrupt():
-                self._run_phase(study, self.claims)
+                self._run_phase(study, self.claims, adopted)
                 if self.plan.confirm is not None:
                     self._run_phase(study, self._confirmation_claims(study))
         finally:
@@ -226,10 +230,35 @@ class Sweep:
 
     # ------------------------------------------------------------------------------ the modes
 
-    def _run_phase(self, study: optuna.Study, claims: Claims) -> None:
+    def _adopt(self, study: optuna.Study) -> dict[Future[JobOutcome], optuna.Trial]:
+        """Trials of a sweeper that died, whose jobs the slots can watch again: taken over (not
+        failed, not re-run; they count toward n_trials as before) and recorded as they end."""
+        adopt = getattr(self.slots, "adopt", None)
+        orphans = ledger.orphaned_slurm_trials(study) if adopt is not None else []
+        if not orphans:
+            return {}
+        jobs = [
+            TrialJob(t.number, list(t.user_attrs.get(ledger.ATTR_OVERRIDES, []))) for t in orphans
+        ]
+        live = [ledger.take_over(study, t) for t in orphans]
+        futures = adopt(jobs)
+        if futures is None:
+            return {}
+        self.progress.message(
+            f"{len(orphans)} trial(s) of a sweeper that stopped still have their Slurm job; "
+            "watching them again: " + ", ".join(str(t.number) for t in orphans)
+        )
+        return dict(zip(futures, live, strict=True))
+
+    def _run_phase(
+        self,
+        study: optuna.Study,
+        claims: Claims,
+        adopted: dict[Future[JobOutcome], optuna.Trial] | None = None,
+    ) -> None:
         """Run trials until ``claims`` leave no room: in ``n_jobs`` slots, or in batches."""
         if self.slots is not None:
-            self._run_async(study, claims, self.slots)
+            self._run_async(study, claims, self.slots, adopted or {})
         else:
             self._run_batches(study, claims)
 
@@ -243,9 +272,20 @@ class Sweep:
             self._write_results(study)
             self._check_failures(study)
 
-    def _run_async(self, study: optuna.Study, claims: Claims, slots: JobSlots) -> None:
-        """Fill the free slots, wait for the first trial to end, record it, fill again."""
-        running: dict[Future[JobOutcome], optuna.Trial] = {}
+    def _run_async(
+        self,
+        study: optuna.Study,
+        claims: Claims,
+        slots: JobSlots,
+        adopted: dict[Future[JobOutcome], optuna.Trial],
+    ) -> None:
+        """Fill the free slots, wait for the first trial to end, record it, fill again (the
+        ``adopted`` trials of a sweeper that died hold their slots until they end)."""
+        running: dict[Future[JobOutcome], optuna.Trial] = dict(adopted)
+        for trial in adopted.values():
+            self.progress.trial_started(
+                trial.number, trial.user_attrs.get(ledger.ATTR_OVERRIDES, [])
+            )
         starting: list[optuna.Trial] = []
         stopped: SweepStopped | None = None
         recorded = False

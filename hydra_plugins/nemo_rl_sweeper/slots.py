@@ -8,6 +8,8 @@ way to start jobs now and learn their outcome later. Which Hydra launcher can do
 - the joblib launcher: each job is the joblib launcher's own ``execute_job`` in a process of loky's
   reusable executor (the pool ``joblib.Parallel`` itself uses); ``submit`` returns loky's future at
   once, where ``Parallel`` would block until the whole batch is back.
+- ``hydra/launcher=slurm_raysub`` (NeMo RL's ray.sub, one Slurm job per trial): its own runner,
+  ``raysub_jobs.RaySubJobs``, which also takes over the jobs of a sweeper that died (``adopt``).
 - the basic launcher runs jobs inside this process, one after another (changing the working folder,
   logging and Hydra's job config as it goes), so it cannot run two at once: it keeps batches, and the
   sweep's first lines say so. Any other launcher keeps batches too.
@@ -64,6 +66,14 @@ class HydraSlots:
 
     def stop(self) -> None:
         self.runner.stop()
+
+    def adopt(self, jobs: Sequence[TrialJob]) -> list[Future[JobOutcome]] | None:
+        """Watch again the running jobs of trials a dead sweeper started, where the runner can
+        (the ray.sub trial mode: its jobs live on in Slurm); None where it cannot."""
+        adopt = getattr(self.runner, "adopt", None)
+        if adopt is None:
+            return None
+        return [_mapped(ret, self.outcome_of) for ret in adopt(self.overrides_of(jobs))]
 
 
 def _mapped(source: Future[Any], fn: Callable[[Any], JobOutcome]) -> Future[JobOutcome]:
@@ -129,8 +139,11 @@ class JoblibProcesses:
 
 def runner_for(launcher: Any, n_jobs: int) -> tuple[JobRunner | None, str]:
     """A runner that starts one job at a time on ``launcher``, or None and why it keeps batches."""
+    from hydra_plugins.nemo_rl_sweeper.raysub_launcher import RaySubLauncher
     from hydra_plugins.nemo_rl_sweeper.submitit_jobs import SubmititJobs, is_submitit
 
+    if isinstance(launcher, RaySubLauncher):
+        return launcher.jobs(), ""
     if is_submitit(launcher):
         return SubmititJobs(launcher), ""
     name = type(launcher).__name__
