@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -102,11 +103,35 @@ class RaySubJobs:
         )
 
     def check(self, trial_cfg: DictConfig, *, ask_slurm: bool) -> None:
+        """The checks before any job; a dry run (``ask_slurm`` false) shows the submission."""
+        from nemo_rl_sweep.trainers.nemo_rl.runner import RunnerSettings
+
         settings = self.settings(trial_cfg)
         settings.check_files()
+        nodes, gpus = _cluster(trial_cfg)
         if ask_slurm:
-            nodes, gpus = _cluster(trial_cfg)
             self._gres = raysub.check_with_slurm(settings, nodes, gpus, os.environ)
+            return
+        runner = RunnerSettings.from_cfg(trial_cfg.trainer, check_paths=False)
+        config = Path("<trial folder>") / "config.yaml"
+        command = raysub.driver_command(
+            runner.checkout, runner.command, runner.script, config, runner.extra_args
+        )
+        argv = raysub.sbatch_argv(
+            settings, "<study>-trial<N>", nodes, gpus, settings.gres != "never"
+        )
+        env = raysub.submit_env(settings, command, gpus, {})
+        print(
+            "[dry run] each trial is one sbatch of ray.sub, from its trial folder (Slurm not asked):"
+        )
+        print(
+            "  "
+            + " ".join(
+                f"{k}={shlex.quote(env[k])}"
+                for k in ("COMMAND", "CONTAINER", "MOUNTS", "GPUS_PER_NODE")
+            )
+        )
+        print("  " + shlex.join(argv))
 
     # ------------------------------------------------------------------------------ the jobs
 
@@ -318,6 +343,8 @@ class RaySubJobs:
         settings = trial.settings
         now = time.monotonic()
         if state != trial.state:
+            if state == "PENDING":  # submitted, or back in the queue after a requeue
+                trial.submitted = now
             self._note(trial, state, nodes)
         if state == "RUNNING" and trial.started is None:
             trial.started = now

@@ -280,7 +280,14 @@ def check_with_slurm(
     the submission (``sbatch --test-only``)? True when ``--gres=gpu:N`` is to be asked."""
     partition = settings.partition
     if partition is None:
-        default = _slurm(["sinfo", "-h", "-o", "%P"]).stdout.split()
+        listed = _slurm(["sinfo", "-h", "-o", "%P"])
+        if listed.returncode != 0:
+            raise SweepConfigError(
+                "hydra/launcher",
+                f"Slurm does not answer sinfo ({_first_line(listed.stderr)})",
+                "run the sweep on a login node of the cluster (SLURM_CONF set)",
+            )
+        default = listed.stdout.split()
         partition = next((p.rstrip("*") for p in default if p.endswith("*")), None)
     if partition is None:
         raise SweepConfigError(
