@@ -127,9 +127,11 @@ def squeue_state(cluster: SlurmCluster, job_id: str) -> str:
     return cluster.run("squeue", "-h", "-j", job_id, "-o", "%T", check=False).stdout.strip()
 
 
-def jobs_named(cluster: SlurmCluster, name: str) -> list[str]:
-    out = cluster.run("sacct", "-n", "-X", "-P", "-o", "JobIDRaw", f"--name={name}").stdout
-    return out.split()
+def jobs_named(cluster: SlurmCluster, name: str, under: Path) -> list[str]:
+    """The Slurm jobs of that name submitted from a folder under ``under`` (this test's)."""
+    out = cluster.run("sacct", "-n", "-X", "-P", "-o", "JobIDRaw,WorkDir", f"--name={name}").stdout
+    rows = [line.split("|", 1) for line in out.splitlines() if "|" in line]
+    return [job for job, folder in rows if folder.startswith(str(under))]
 
 
 def lr_of(trial: optuna.trial.FrozenTrial) -> float:
@@ -289,7 +291,7 @@ def test_kill_9_of_the_sweeper_then_the_same_command_re_attaches(slurm_cluster, 
     assert len(done) == 2 and [t.state for t in done] == [TrialState.COMPLETE] * 2
     assert job_ids(tmp_path) == before
     for t in done:
-        assert jobs_named(slurm_cluster, f"{STUDY}-trial{t.number}") == [before[t.number]]
+        assert jobs_named(slurm_cluster, f"{STUDY}-trial{t.number}", tmp_path) == [before[t.number]]
         assert t.value == pytest.approx(value("grpo", 1e-5, steps[t.number]))
         assert "stale" not in t.user_attrs
 
