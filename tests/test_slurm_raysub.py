@@ -229,7 +229,9 @@ def test_scancel_and_the_time_limit_fail_their_trials_with_the_slurm_state(slurm
         f"Slurm job {timed_out} reached its Slurm time limit (hydra.launcher.time) (TIMEOUT)"
         in second.user_attrs["fail_reason"]
     )
-    assert "ray.sub exiting" in second.user_attrs["fail_reason"]  # the log's last lines
+    # the last lines of the trial's driver log (ray.sub's <jobid>-logs/ray-driver.log)
+    assert "ray-driver.log ---\n" in second.user_attrs["fail_reason"]
+    assert "standin: resumed_from_step=0" in second.user_attrs["fail_reason"]
 
 
 def test_a_requeued_trial_continues_from_its_checkpoint(slurm_cluster, tmp_path):
@@ -326,3 +328,40 @@ def test_what_only_slurm_knows_is_refused_before_any_job(slurm_cluster, tmp_path
         assert error_lines(subprocess.CompletedProcess([], code, out, err)) == [line]
         assert not (tmp_path / "ledger.db").exists()
     assert slurm_cluster.run("sacct", "-n", "-X", "-P", "-o", "JobIDRaw").stdout == queue_before
+
+
+def test_sigterm_of_the_sweeper_cancels_its_jobs_and_wall_time_cancels_a_trial(
+    slurm_cluster, tmp_path
+):
+    """``wall_time_min`` (3 s here) cancels a trial running longer; SIGTERM of the sweeper (as
+    Ctrl-C) cancels the running job and leaves the trial stale, to run again on resume."""
+    args = sweep_args(
+        tmp_path,
+        LR,
+        "grpo.max_num_steps=1000",
+        "+trainer.env.STANDIN_STEP_S=1",
+        "hydra.launcher.wall_time_min=0.05",
+        "hydra.sweeper.max_failure_rate=1.0",
+        n_trials=2,
+    )
+    proc = start(slurm_cluster, tmp_path, args)
+    wait_for("the second trial's job", lambda: 1 in job_ids(tmp_path))
+    first = trials(tmp_path)[0]
+    assert first.state == TrialState.FAIL
+    job = first.user_attrs["slurm_job_id"]
+    assert (
+        f"Slurm job {job} cancelled by the sweeper: running longer than 0.05 min (wall_time_min)"
+        in first.user_attrs["fail_reason"]
+    )
+    wait_for("the first job cancelled", lambda: acct(slurm_cluster, job).startswith("CANCELLED"))
+    running = job_ids(tmp_path)[1]
+    wait_for("the second job running", lambda: squeue_state(slurm_cluster, running) == "RUNNING")
+    proc.send_signal(signal.SIGTERM)
+    code, out, err = finish(proc)
+    assert code == 3, err[-2000:]
+    assert "interrupted: finished trials are in the ledger" in err
+    wait_for(
+        "the second job cancelled", lambda: acct(slurm_cluster, running).startswith("CANCELLED")
+    )
+    second = trials(tmp_path)[1]
+    assert second.state == TrialState.FAIL and second.user_attrs["stale"] is True
