@@ -262,6 +262,38 @@ def test_a_requeued_trial_continues_from_its_checkpoint(slurm_cluster, tmp_path)
     assert trial.value == pytest.approx(value("grpo", 1e-5, 16))
 
 
+def test_a_trial_that_lost_its_node_runs_again_from_its_checkpoint(slurm_cluster, tmp_path):
+    """NODE_FAIL (the node set DOWN while the job runs; --no-requeue so Slurm does not requeue
+    it itself): a new job for the same trial resumes from the trial's checkpoints (retries: 1)."""
+    args = sweep_args(
+        tmp_path,
+        LR,
+        "grpo.max_num_steps=16",
+        "+trainer.env.STANDIN_STEP_S=0.5",
+        "hydra.launcher.sbatch_args=['--no-requeue']",
+    )
+    proc = start(slurm_cluster, tmp_path, args)
+    wait_for("a job", lambda: bool(job_ids(tmp_path)))
+    first = job_ids(tmp_path)[0]
+    job_dir = Path(trials(tmp_path)[0].user_attrs["job_dir"])
+    wait_for("checkpoint step 4", lambda: (job_dir / "checkpoints" / "step_4").is_dir())
+    node = slurm_cluster.node
+    try:
+        slurm_cluster.run("scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=test")
+        wait_for("NODE_FAIL", lambda: acct(slurm_cluster, first) == "NODE_FAIL")
+    finally:
+        slurm_cluster.run("scontrol", "update", f"NodeName={node}", "State=RESUME", check=False)
+    code, out, err = finish(proc)
+    assert code == 0, out[-3000:] + err[-3000:]
+    (trial,) = trials(tmp_path)
+    assert trial.state == TrialState.COMPLETE
+    second = trial.user_attrs["slurm_job_id"]
+    assert second != first and trial.user_attrs["slurm_earlier_jobs"] == [f"{first} NODE_FAIL"]
+    resumed = (job_dir / f"{second}-logs" / "ray-driver.log").read_text()
+    assert int(resumed.split("standin: resumed_from_step=")[1].split()[0]) >= 4
+    assert trial.value == pytest.approx(value("grpo", 1e-5, 16))
+
+
 def test_kill_9_of_the_sweeper_then_the_same_command_re_attaches(slurm_cluster, tmp_path):
     """Two trials on Slurm; the sweeper is killed; the short trial's job ends unwatched, the long
     one still runs. The same command again: both recorded with their real results, nothing

@@ -19,6 +19,7 @@ watched again, one that ended is read back from its files; nothing is submitted 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -399,6 +400,8 @@ class RaySubJobs:
                 )
             except NeMoRLRunError as exc:
                 return _failed(trial.overrides, trial.job_dir, exc)
+            numbers = {**metrics, "duration_s": trial.elapsed_s, "slurm_job_id": trial.job_id}
+            (trial.job_dir / "metrics.json").write_text(json.dumps(numbers, indent=2))
             return JobReturn(
                 overrides=trial.overrides,
                 working_dir=str(trial.job_dir),
