@@ -176,3 +176,15 @@ def test_no_ray_sub_or_no_container_is_refused_before_anything(tmp_path, extra, 
     assert proc.returncode == 2
     assert error_lines(proc) == [line]
     assert not (tmp_path / "ledger.db").exists()
+
+
+def test_a_job_slurm_forgot_is_judged_by_ray_subs_exit_line(tmp_path):
+    """Without accounting, ray.sub's own last line says how the job ended."""
+    from hydra_plugins.nemo_rl_sweeper.raysub_jobs import _from_log
+
+    out = tmp_path / "slurm-3.out"
+    assert _from_log(out)[0].startswith("LOST")
+    out.write_text("[NRL_PHASE][t][+5s] ray.sub exiting (exit_code=0)\n")
+    assert _from_log(out)[:2] == ("COMPLETED", "0:0")
+    out.write_text("[NRL_PHASE][t][+5s] ray.sub exiting (exit_code=2)\n")
+    assert _from_log(out)[:2] == ("FAILED", "2:0")

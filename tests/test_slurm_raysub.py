@@ -397,3 +397,23 @@ def test_sigterm_of_the_sweeper_cancels_its_jobs_and_wall_time_cancels_a_trial(
     )
     second = trials(tmp_path)[1]
     assert second.state == TrialState.FAIL and second.user_attrs["stale"] is True
+
+
+def test_a_job_pending_too_long_is_cancelled_with_slurms_reason(slurm_cluster, tmp_path):
+    args = sweep_args(
+        tmp_path,
+        LR,
+        "grpo.max_num_steps=4",
+        "hydra.launcher.sbatch_args=['--begin=now+1hour']",
+        "hydra.launcher.pending_timeout_min=0.05",
+        "hydra.sweeper.max_failure_rate=1.0",
+    )
+    sweep(slurm_cluster, tmp_path, args)
+    (trial,) = trials(tmp_path)
+    job = trial.user_attrs["slurm_job_id"]
+    assert trial.state == TrialState.FAIL
+    assert (
+        f"Slurm job {job} cancelled by the sweeper: pending longer than 0.05 min "
+        "(pending_timeout_min; Slurm: BeginTime)" in trial.user_attrs["fail_reason"]
+    )
+    wait_for("the job cancelled", lambda: acct(slurm_cluster, job).startswith("CANCELLED"))

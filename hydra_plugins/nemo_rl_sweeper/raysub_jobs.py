@@ -315,7 +315,7 @@ class RaySubJobs:
                 continue
             time.sleep(min(t.settings.poll_s for t in trials))
 
-    def _poll(self, trial: _Trial, queue: dict[str, tuple[str, str]] | None) -> Any:
+    def _poll(self, trial: _Trial, queue: dict[str, tuple[str, str, str]] | None) -> Any:
         """None while the job lives; its ``JobReturn`` once it ended."""
         import optuna
 
@@ -329,18 +329,19 @@ class RaySubJobs:
         if queue is None:
             return None  # Slurm did not answer: no conclusion this round
         if trial.job_id in queue:
-            state, nodes = queue[trial.job_id]
             trial.missing_since = None
-            return self._alive(trial, state, nodes)
+            return self._alive(trial, *queue[trial.job_id])
         record = _sacct(trial.job_id)
         if record is None or record[0].split()[0] in raysub.ALIVE_STATES:
             trial.missing_since = trial.missing_since or time.monotonic()
             if time.monotonic() - trial.missing_since < _VANISHED_S:
                 return None
-            record = record or ("LOST", "-", "", "0")
+            # no accounting (or it lags): ray.sub's own exit marker in the job's output says how
+            # it ended; without one the job is lost
+            record = record or _from_log(raysub.log_files(trial.job_dir, trial.job_id)[0])
         return self._ended(trial, *record)
 
-    def _alive(self, trial: _Trial, state: str, nodes: str) -> Any:
+    def _alive(self, trial: _Trial, state: str, nodes: str, reason: str) -> Any:
         settings = trial.settings
         now = time.monotonic()
         if state != trial.state:
@@ -353,7 +354,9 @@ class RaySubJobs:
             trial.started = None if state == "PENDING" else trial.started
         limit = settings.pending_timeout_min
         if state == "PENDING" and limit is not None and now - trial.submitted > 60 * limit:
-            return self._cancel(trial, f"pending longer than {limit:g} min (pending_timeout_min)")
+            return self._cancel(
+                trial, f"pending longer than {limit:g} min (pending_timeout_min; Slurm: {reason})"
+            )
         limit = settings.wall_time_min
         if trial.started is not None and limit is not None and now - trial.started > 60 * limit:
             return self._cancel(trial, f"running longer than {limit:g} min (wall_time_min)")
@@ -464,19 +467,19 @@ def _run(
         return subprocess.CompletedProcess(list(argv), 1, "", str(exc))
 
 
-def _squeue(job_ids: Sequence[str]) -> dict[str, tuple[str, str]] | None:
-    """State and nodes of the listed jobs still in the queue; None when Slurm did not answer."""
+def _squeue(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str]] | None:
+    """State, nodes and reason of the listed jobs still in the queue; None when Slurm did not
+    answer."""
     ids = [j for j in job_ids if j]
     if not ids:
         return {}
-    proc = _run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i|%T|%N"])
+    proc = _run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i|%T|%N|%r"])
     if proc.returncode != 0:
         return {} if "Invalid job id" in proc.stderr else None
     out = {}
     for line in proc.stdout.splitlines():
-        job, _, rest = line.strip().partition("|")
-        state, _, nodes = rest.partition("|")
-        out[job] = (state, nodes)
+        job, state, nodes, reason = (line.strip().split("|") + ["", "", ""])[:4]
+        out[job] = (state, nodes, reason)
     return out
 
 
@@ -499,6 +502,21 @@ def _sacct(job_id: str) -> tuple[str, str, str, str] | None:
         if len(parts) == 5 and parts[0] == job_id:
             return parts[1], parts[2], parts[3], parts[4]
     return None
+
+
+def _from_log(out: Path) -> tuple[str, str, str, str]:
+    """(State, ExitCode, NodeList, ElapsedRaw) from ray.sub's ``ray.sub exiting (exit_code=N)``
+    line, for a job that neither squeue nor sacct knows."""
+    import re
+
+    try:
+        found = re.findall(r"ray\.sub exiting \(exit_code=(\d+)\)", out.read_text(errors="replace"))
+    except OSError:
+        found = []
+    if not found:
+        return "LOST (in neither squeue nor sacct, no exit line in its log)", "-", "", "0"
+    code = int(found[-1])
+    return ("COMPLETED" if code == 0 else "FAILED"), f"{code}:0", "", "0"
 
 
 def _tail(path: Path, lines: int) -> str:
