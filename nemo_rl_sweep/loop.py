@@ -240,10 +240,10 @@ class Sweep:
         jobs = [
             TrialJob(t.number, list(t.user_attrs.get(ledger.ATTR_OVERRIDES, []))) for t in orphans
         ]
-        live = [ledger.take_over(study, t) for t in orphans]
         futures = adopt(jobs)
-        if futures is None:
+        if futures is None:  # these slots cannot watch Slurm jobs: the trials go stale as usual
             return {}
+        live = [ledger.take_over(study, t) for t in orphans]
         self.progress.message(
             f"{len(orphans)} trial(s) of a sweeper that stopped still have their Slurm job; "
             "watching them again: " + ", ".join(str(t.number) for t in orphans)

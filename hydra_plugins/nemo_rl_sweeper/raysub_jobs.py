@@ -15,6 +15,10 @@ logs to ``<jobid>-<restart>-logs``.
 The ledger keeps the trial's Slurm job id, node list, state and log paths, so a new sweeper on the
 same study takes over the trials of one that died (``adopt``): a job still queued or running is
 watched again, one that ended is read back from its files; nothing is submitted twice.
+
+Unlike the other launchers' jobs, which write their intermediate values from their own process,
+here the watcher thread writes them (and the ``slurm_*`` attributes), through its own storage
+handle; the loop's thread still asks and tells every trial.
 """
 
 from __future__ import annotations
