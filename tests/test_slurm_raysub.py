@@ -18,6 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from tests.helpers import NEMO_RL_CONFIGS, TRAIN_APP, error_lines
@@ -104,7 +105,7 @@ def trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
     storage = f"sqlite:///{tmp_path / 'ledger.db'}"
     try:
         return optuna.load_study(study_name=STUDY, storage=storage).trials
-    except KeyError:  # the study is not created yet
+    except (KeyError, sqlalchemy.exc.OperationalError):  # the sweeper is still creating it
         return []
 
 
