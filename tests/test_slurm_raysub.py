@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -23,11 +22,13 @@ from optuna.trial import TrialState
 
 from tests.helpers import NEMO_RL_CONFIGS, TRAIN_APP, error_lines
 from tests.slurm_cluster import SlurmCluster
+from tests.test_slurm_sweep import _finish as finish
+from tests.test_slurm_sweep import _run
+from tests.test_slurm_sweep import _wait_for as wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "tests" / "apps" / "nemo_rl_standin"
 RAY_SUB = REPO / "tests" / "apps" / "raysub_standin" / "ray.sub"
-WAIT_S = 300.0  # bound on every wait, so a broken cluster cannot hang CI
 STUDY = "rs"
 LR = "policy.optimizer.kwargs.lr=choice(1e-5)"
 
@@ -63,27 +64,7 @@ def sweep_args(tmp_path: Path, *extra: str, n_trials: int = 1, n_jobs: int = 1) 
 
 
 def start(cluster: SlurmCluster, tmp_path: Path, args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(TRAIN_APP), *args],
-        cwd=tmp_path,
-        env={**cluster.env(), "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
-    try:
-        out, err = proc.communicate(timeout=WAIT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(  # noqa: B904
-            f"sweep still running after {WAIT_S:.0f}s\n{out[-3000:]}\n{err[-3000:]}"
-        )
-    return proc.returncode, out, err
+    return _run(cluster, TRAIN_APP, args, tmp_path)
 
 
 def sweep(cluster: SlurmCluster, tmp_path: Path, args: list[str]) -> str:
@@ -92,11 +73,18 @@ def sweep(cluster: SlurmCluster, tmp_path: Path, args: list[str]) -> str:
     return out
 
 
-def wait_for(what: str, cond) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not cond():
-        assert time.monotonic() < deadline, f"not seen within {WAIT_S:.0f}s: {what}"
-        time.sleep(0.25)
+def running_past_step_4(
+    cluster: SlurmCluster, tmp_path: Path, *extra: str
+) -> tuple[subprocess.Popen, str, Path]:
+    """One 16-step trial started; returns once its checkpoint of step 4 exists."""
+    args = sweep_args(
+        tmp_path, LR, "grpo.max_num_steps=16", "+trainer.env.STANDIN_STEP_S=0.5", *extra
+    )
+    proc = start(cluster, tmp_path, args)
+    wait_for("a job", lambda: bool(job_ids(tmp_path)))
+    job_dir = Path(trials(tmp_path)[0].user_attrs["job_dir"])
+    wait_for("checkpoint step 4", lambda: (job_dir / "checkpoints" / "step_4").is_dir())
+    return proc, job_ids(tmp_path)[0], job_dir
 
 
 def trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
@@ -236,17 +224,7 @@ def test_scancel_and_the_time_limit_fail_their_trials_with_the_slurm_state(slurm
 
 
 def test_a_requeued_trial_continues_from_its_checkpoint(slurm_cluster, tmp_path):
-    args = sweep_args(
-        tmp_path,
-        "policy.optimizer.kwargs.lr=choice(1e-5)",
-        "grpo.max_num_steps=16",
-        "+trainer.env.STANDIN_STEP_S=0.5",
-    )
-    proc = start(slurm_cluster, tmp_path, args)
-    wait_for("a job", lambda: bool(job_ids(tmp_path)))
-    job = job_ids(tmp_path)[0]
-    job_dir = Path(trials(tmp_path)[0].user_attrs["job_dir"])
-    wait_for("checkpoint step 4", lambda: (job_dir / "checkpoints" / "step_4").is_dir())
+    proc, job, job_dir = running_past_step_4(slurm_cluster, tmp_path)
     slurm_cluster.run("scontrol", "requeue", job)
     # Slurm holds a requeued batch job until a begin time ~2 minutes on; release it now
     wait_for("the job back in the queue", lambda: squeue_state(slurm_cluster, job) == "PENDING")
@@ -266,18 +244,9 @@ def test_a_requeued_trial_continues_from_its_checkpoint(slurm_cluster, tmp_path)
 def test_a_trial_that_lost_its_node_runs_again_from_its_checkpoint(slurm_cluster, tmp_path):
     """NODE_FAIL (the node set DOWN while the job runs; --no-requeue so Slurm does not requeue
     it itself): a new job for the same trial resumes from the trial's checkpoints (retries: 1)."""
-    args = sweep_args(
-        tmp_path,
-        LR,
-        "grpo.max_num_steps=16",
-        "+trainer.env.STANDIN_STEP_S=0.5",
-        "hydra.launcher.sbatch_args=['--no-requeue']",
+    proc, first, job_dir = running_past_step_4(
+        slurm_cluster, tmp_path, "hydra.launcher.sbatch_args=['--no-requeue']"
     )
-    proc = start(slurm_cluster, tmp_path, args)
-    wait_for("a job", lambda: bool(job_ids(tmp_path)))
-    first = job_ids(tmp_path)[0]
-    job_dir = Path(trials(tmp_path)[0].user_attrs["job_dir"])
-    wait_for("checkpoint step 4", lambda: (job_dir / "checkpoints" / "step_4").is_dir())
     node = slurm_cluster.node
     try:
         slurm_cluster.run("scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=test")

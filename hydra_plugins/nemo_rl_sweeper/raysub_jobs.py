@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import shlex
-import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -173,7 +172,7 @@ class RaySubJobs:
             watched, self._watched = self._watched, []
         ids = [t.job_id for t in watched if t.job_id]
         if ids:
-            _run(["scancel", *ids])
+            raysub.run_slurm(["scancel", *ids])
             print(f"[nemo_rl_sweep] cancelled Slurm job(s) {', '.join(ids)}", flush=True)
 
     # ------------------------------------------------------------------------------ preparing
@@ -271,7 +270,7 @@ class RaySubJobs:
         trial.handle.set_user_attr(ledger.ATTR_SLURM_JOB, trial.job_id)
 
     def _sbatch(self, trial: _Trial) -> None:
-        proc = _run(trial.argv, cwd=trial.job_dir, env=trial.env)
+        proc = raysub.run_slurm(trial.argv, cwd=trial.job_dir, env=trial.env)
         if proc.returncode != 0:
             raise SlurmJobEnded(
                 f"sbatch refused the trial's job: {proc.stderr.strip() or proc.stdout.strip()} "
@@ -327,7 +326,7 @@ class RaySubJobs:
             for step, metrics in trial.progress.new_validations():
                 trial.report(step, metrics)
         except optuna.TrialPruned as pruned:
-            _run(["scancel", trial.job_id])
+            raysub.run_slurm(["scancel", trial.job_id])
             self._note(trial, "CANCELLED (pruned)", None)
             return _failed(trial.overrides, trial.job_dir, pruned)
         if queue is None:
@@ -367,7 +366,7 @@ class RaySubJobs:
         return None
 
     def _cancel(self, trial: _Trial, why: str) -> JobReturn:
-        _run(["scancel", trial.job_id])
+        raysub.run_slurm(["scancel", trial.job_id])
         out, driver = raysub.log_files(trial.job_dir, trial.job_id)
         self._note(trial, "CANCELLED", None)
         return _failed(
@@ -454,30 +453,13 @@ def _failed(overrides: Sequence[str], job_dir: Path | None, exc: BaseException) 
     )
 
 
-def _run(
-    argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(
-            list(argv),
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return subprocess.CompletedProcess(list(argv), 1, "", str(exc))
-
-
 def _squeue(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str]] | None:
     """State, nodes and reason of the listed jobs still in the queue; None when Slurm did not
     answer."""
     ids = [j for j in job_ids if j]
     if not ids:
         return {}
-    proc = _run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i|%T|%N|%r"])
+    proc = raysub.run_slurm(["squeue", "-h", "-j", ",".join(ids), "-o", "%i|%T|%N|%r"])
     if proc.returncode != 0:
         return {} if "Invalid job id" in proc.stderr else None
     out = {}
@@ -489,7 +471,7 @@ def _squeue(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str]] | None:
 
 def _sacct(job_id: str) -> tuple[str, str, str, str] | None:
     """(State, ExitCode, NodeList, ElapsedRaw) of the job's latest run, or None."""
-    proc = _run(
+    proc = raysub.run_slurm(
         [
             "sacct",
             "-n",

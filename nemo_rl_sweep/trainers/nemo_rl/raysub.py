@@ -39,6 +39,7 @@ __all__ = [
     "job_name",
     "log_files",
     "partition_offer",
+    "run_slurm",
     "sbatch_argv",
     "submit_env",
 ]
@@ -255,12 +256,14 @@ def check_capacity(
     return gres == "always" or (gres == "auto" and offer.gpus_per_node > 0)
 
 
-def _slurm(
-    argv: Sequence[str], env: Mapping[str, str] | None = None
+def run_slurm(
+    argv: Sequence[str], cwd: Path | None = None, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess:
+    """A Slurm command's answer; one that cannot start or hangs is a failed answer, not a raise."""
     try:
         return subprocess.run(
             list(argv),
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=120,
@@ -268,9 +271,7 @@ def _slurm(
             stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SweepConfigError(
-            "hydra/launcher", f"`{argv[0]}` did not answer ({exc})", "check that Slurm is up"
-        ) from None
+        return subprocess.CompletedProcess(list(argv), 1, "", f"{argv[0]}: {exc}")
 
 
 def check_with_slurm(
@@ -280,7 +281,7 @@ def check_with_slurm(
     the submission (``sbatch --test-only``)? True when ``--gres=gpu:N`` is to be asked."""
     partition = settings.partition
     if partition is None:
-        listed = _slurm(["sinfo", "-h", "-o", "%P"])
+        listed = run_slurm(["sinfo", "-h", "-o", "%P"])
         if listed.returncode != 0:
             raise SweepConfigError(
                 "hydra/launcher",
@@ -295,7 +296,7 @@ def check_with_slurm(
             "not set and the cluster has no default partition",
             "set hydra.launcher.partition=<your GPU partition>",
         )
-    info = _slurm(["sinfo", "-h", "-p", partition, "-o", "%D|%G"])
+    info = run_slurm(["sinfo", "-h", "-p", partition, "-o", "%D|%G"])
     if info.returncode != 0 or not info.stdout.strip():
         raise SweepConfigError(
             "hydra.launcher.partition",
@@ -306,7 +307,7 @@ def check_with_slurm(
         partition_offer(info.stdout), partition, nodes, gpus_per_node, gres=settings.gres
     )
     argv = sbatch_argv(settings, "nemo_rl_sweep-check", nodes, gpus_per_node, gres)
-    test = _slurm([argv[0], "--test-only", *argv[2:]], env)
+    test = run_slurm([argv[0], "--test-only", *argv[2:]], env=env)
     if test.returncode != 0:
         raise SweepConfigError(
             "hydra.launcher",
