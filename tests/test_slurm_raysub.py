@@ -387,3 +387,22 @@ def test_a_job_pending_too_long_is_cancelled_with_slurms_reason(slurm_cluster, t
         "(pending_timeout_min; Slurm: BeginTime)" in trial.user_attrs["fail_reason"]
     )
     wait_for("the job cancelled", lambda: acct(slurm_cluster, job).startswith("CANCELLED"))
+
+
+def test_a_failing_driver_is_a_failed_trial_with_its_exit_code_and_log(slurm_cluster, tmp_path):
+    """The NeMo RL script exits non-zero (here: a key its recipe lacks, in trainer.extra_args);
+    ray.sub passes the exit code on, and the reason carries its ray-driver.log's last lines."""
+    args = sweep_args(
+        tmp_path,
+        LR,
+        "grpo.max_num_steps=4",
+        "trainer.extra_args=['grpo.no_such_key=1']",
+        "hydra.sweeper.max_failure_rate=1.0",
+    )
+    sweep(slurm_cluster, tmp_path, args)
+    (trial,) = trials(tmp_path)
+    job = trial.user_attrs["slurm_job_id"]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["slurm_state"] == "FAILED"
+    reason = trial.user_attrs["fail_reason"]
+    assert f"Slurm job {job} ended FAILED with exit code 1:0" in reason
+    assert f"{job}-logs/ray-driver.log ---" in reason and "no_such_key" in reason
