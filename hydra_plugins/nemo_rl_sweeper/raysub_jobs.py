@@ -237,7 +237,7 @@ class RaySubJobs:
         )
         if adopted:
             trial.job_id = str(handle.user_attrs[ledger.ATTR_SLURM_JOB])
-            frozen = handle.study._storage.get_trial(handle._trial_id)
+            (frozen,) = [t for t in handle.study.get_trials(deepcopy=False) if t.number == number]
             trial.progress.reported.update(frozen.intermediate_values)
             trial.retries_left = max(
                 0, settings.retries - len(handle.user_attrs.get(ATTR_EARLIER, []))
