@@ -332,23 +332,17 @@ def test_what_only_slurm_knows_is_refused_before_any_job(slurm_cluster, tmp_path
     assert slurm_cluster.run("sacct", "-n", "-X", "-P", "-o", "JobIDRaw").stdout == queue_before
 
 
-def test_sigterm_of_the_sweeper_cancels_its_jobs_and_wall_time_cancels_a_trial(
+def test_wall_time_cancels_a_trial_and_sigterm_of_the_sweeper_cancels_its_jobs(
     slurm_cluster, tmp_path
 ):
     """``wall_time_min`` (3 s here) cancels a trial running longer; SIGTERM of the sweeper (as
     Ctrl-C) cancels the running job and leaves the trial stale, to run again on resume."""
-    args = sweep_args(
-        tmp_path,
-        LR,
-        "grpo.max_num_steps=1000",
-        "+trainer.env.STANDIN_STEP_S=1",
-        "hydra.launcher.wall_time_min=0.05",
-        "hydra.sweeper.max_failure_rate=1.0",
-        n_trials=2,
-    )
-    proc = start(slurm_cluster, tmp_path, args)
-    wait_for("the second trial's job", lambda: 1 in job_ids(tmp_path))
-    first = trials(tmp_path)[0]
+    wall, term = tmp_path / "wall", tmp_path / "term"
+    wall.mkdir(), term.mkdir()
+    slow = [LR, "grpo.max_num_steps=1000", "+trainer.env.STANDIN_STEP_S=1"]
+    extra = ["hydra.launcher.wall_time_min=0.05", "hydra.sweeper.max_failure_rate=1.0"]
+    sweep(slurm_cluster, wall, sweep_args(wall, *slow, *extra))
+    (first,) = trials(wall)
     assert first.state == TrialState.FAIL
     job = first.user_attrs["slurm_job_id"]
     assert (
@@ -356,16 +350,17 @@ def test_sigterm_of_the_sweeper_cancels_its_jobs_and_wall_time_cancels_a_trial(
         in first.user_attrs["fail_reason"]
     )
     wait_for("the first job cancelled", lambda: acct(slurm_cluster, job).startswith("CANCELLED"))
-    running = job_ids(tmp_path)[1]
-    wait_for("the second job running", lambda: squeue_state(slurm_cluster, running) == "RUNNING")
+
+    proc = start(slurm_cluster, term, sweep_args(term, *slow))
+    wait_for("a job", lambda: bool(job_ids(term)))
+    running = job_ids(term)[0]
+    wait_for("the job running", lambda: squeue_state(slurm_cluster, running) == "RUNNING")
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc)
     assert code == 3, err[-2000:]
     assert "interrupted: finished trials are in the ledger" in err
-    wait_for(
-        "the second job cancelled", lambda: acct(slurm_cluster, running).startswith("CANCELLED")
-    )
-    second = trials(tmp_path)[1]
+    wait_for("the job cancelled", lambda: acct(slurm_cluster, running).startswith("CANCELLED"))
+    (second,) = trials(term)
     assert second.state == TrialState.FAIL and second.user_attrs["stale"] is True
 
 
