@@ -29,11 +29,16 @@ from tests.test_slurm_sweep import _wait_for as wait_for
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "tests" / "apps" / "nemo_rl_standin"
 RAY_SUB = REPO / "tests" / "apps" / "raysub_standin" / "ray.sub"
-STUDY = "rs"
 LR = "policy.optimizer.kwargs.lr=choice(1e-5)"
 
 sys.path.insert(0, str(STANDIN))
 from standin import value  # noqa: E402
+
+
+def study_of(tmp_path: Path) -> str:
+    """A study name of the test's own: its trials' job names (``<study>-trial<N>``) are unique in
+    the session, as ray.sub's ``--dependency=singleton`` would queue same-named jobs in turn."""
+    return "rs-" + "".join(c for c in tmp_path.name if c.isalnum())[-24:]
 
 
 def sweep_args(tmp_path: Path, *extra: str, n_trials: int = 1, n_jobs: int = 1) -> list[str]:
@@ -47,7 +52,7 @@ def sweep_args(tmp_path: Path, *extra: str, n_trials: int = 1, n_jobs: int = 1) 
         f"trainer.checkout={STANDIN}",
         f"trainer.command=[{sys.executable}]",
         f"hydra.sweeper.storage=sqlite:///{tmp_path / 'ledger.db'}",
-        f"hydra.sweeper.study_name={STUDY}",
+        f"hydra.sweeper.study_name={study_of(tmp_path)}",
         f"hydra.sweeper.n_trials={n_trials}",
         f"hydra.sweeper.n_jobs={n_jobs}",
         "hydra.sweeper.seed=0",
@@ -83,7 +88,8 @@ def running_past_step_4(
     proc = start(cluster, tmp_path, args)
     wait_for("a job", lambda: bool(job_ids(tmp_path)))
     job_dir = Path(trials(tmp_path)[0].user_attrs["job_dir"])
-    wait_for("checkpoint step 4", lambda: (job_dir / "checkpoints" / "step_4").is_dir())
+    info = job_dir / "checkpoints" / "step_4" / "training_info.json"  # written last
+    wait_for("checkpoint step 4", info.is_file)
     return proc, job_ids(tmp_path)[0], job_dir
 
 
@@ -92,7 +98,7 @@ def trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
         return []
     storage = f"sqlite:///{tmp_path / 'ledger.db'}"
     try:
-        return optuna.load_study(study_name=STUDY, storage=storage).trials
+        return optuna.load_study(study_name=study_of(tmp_path), storage=storage).trials
     except (KeyError, sqlalchemy.exc.OperationalError):  # the sweeper is still creating it
         return []
 
@@ -147,7 +153,7 @@ def test_several_trials_land_in_the_ledger_with_their_slurm_jobs(slurm_cluster, 
     assert len(set(ids.values())) == 3
     for t in done:
         job_dir = Path(t.user_attrs["job_dir"])
-        assert t.user_attrs["slurm_job_name"] == f"{STUDY}-trial{t.number}"
+        assert t.user_attrs["slurm_job_name"] == f"{study_of(tmp_path)}-trial{t.number}"
         assert t.user_attrs["slurm_state"] == "COMPLETED"
         assert t.user_attrs["slurm_nodes"] == slurm_cluster.node
         assert acct(slurm_cluster, ids[t.number]) == "COMPLETED"
@@ -295,7 +301,9 @@ def test_kill_9_of_the_sweeper_then_the_same_command_re_attaches(slurm_cluster, 
     assert len(done) == 2 and [t.state for t in done] == [TrialState.COMPLETE] * 2
     assert job_ids(tmp_path) == before
     for t in done:
-        assert jobs_named(slurm_cluster, f"{STUDY}-trial{t.number}", tmp_path) == [before[t.number]]
+        assert jobs_named(slurm_cluster, f"{study_of(tmp_path)}-trial{t.number}", tmp_path) == [
+            before[t.number]
+        ]
         assert t.value == pytest.approx(value("grpo", 1e-5, steps[t.number]))
         assert "stale" not in t.user_attrs
 
@@ -404,14 +412,14 @@ def test_a_failing_driver_is_a_failed_trial_with_its_exit_code_and_log(slurm_clu
 
 
 def test_short_trials_keep_starting_while_a_long_one_runs(slurm_cluster, tmp_path):
-    """Two slots: trial 0 runs 40 steps; the four short ones follow each other in the other slot
+    """Two slots: trial 0 runs 80 steps; the four short ones follow each other in the other slot
     (issue 14 with the ray.sub trial mode), so at least three start and end while it runs."""
     args = sweep_args(
         tmp_path,
         LR,
-        "grpo.max_num_steps=choice(40, 2, 3, 4, 5)",
+        "grpo.max_num_steps=choice(80, 2, 3, 4, 5)",
         "+trainer.env.STANDIN_STEP_S=0.5",
-        "hydra.sweeper.enqueue=[{grpo.max_num_steps: 40}]",
+        "hydra.sweeper.enqueue=[{grpo.max_num_steps: 80}]",
         n_trials=5,
         n_jobs=2,
     )
@@ -419,7 +427,7 @@ def test_short_trials_keep_starting_while_a_long_one_runs(slurm_cluster, tmp_pat
     assert "n_jobs=2: asynchronous" in sweep(slurm_cluster, tmp_path, args)
     # the enqueued point is also a grid point: the grid records the second ask of it as stale
     long, *short = [t for t in trials(tmp_path) if not t.user_attrs.get("stale")]
-    assert long.params["grpo.max_num_steps"] == 40
+    assert long.params["grpo.max_num_steps"] == 80
     assert [t.state for t in (long, *short)] == [TrialState.COMPLETE] * 5
     during = [
         t
