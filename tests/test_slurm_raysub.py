@@ -412,14 +412,14 @@ def test_a_failing_driver_is_a_failed_trial_with_its_exit_code_and_log(slurm_clu
 
 
 def test_short_trials_keep_starting_while_a_long_one_runs(slurm_cluster, tmp_path):
-    """Two slots: trial 0 runs 80 steps; the four short ones follow each other in the other slot
+    """Two slots: trial 0 runs 120 steps; the four short ones follow each other in the other slot
     (issue 14 with the ray.sub trial mode), so at least three start and end while it runs."""
     args = sweep_args(
         tmp_path,
         LR,
-        "grpo.max_num_steps=choice(80, 2, 3, 4, 5)",
+        "grpo.max_num_steps=choice(120, 2, 3, 4, 5)",
         "+trainer.env.STANDIN_STEP_S=0.5",
-        "hydra.sweeper.enqueue=[{grpo.max_num_steps: 80}]",
+        "hydra.sweeper.enqueue=[{grpo.max_num_steps: 120}]",
         n_trials=5,
         n_jobs=2,
     )
@@ -427,7 +427,7 @@ def test_short_trials_keep_starting_while_a_long_one_runs(slurm_cluster, tmp_pat
     assert "n_jobs=2: asynchronous" in sweep(slurm_cluster, tmp_path, args)
     # the enqueued point is also a grid point: the grid records the second ask of it as stale
     long, *short = [t for t in trials(tmp_path) if not t.user_attrs.get("stale")]
-    assert long.params["grpo.max_num_steps"] == 80
+    assert long.params["grpo.max_num_steps"] == 120
     assert [t.state for t in (long, *short)] == [TrialState.COMPLETE] * 5
     during = [
         t

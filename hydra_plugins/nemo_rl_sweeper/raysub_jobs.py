@@ -52,6 +52,7 @@ ATTR_LOG = "slurm_log"
 ATTR_DRIVER_LOG = "slurm_driver_log"
 ATTR_EARLIER = "slurm_earlier_jobs"  # jobs of the trial before a retry, and how they ended
 _VANISHED_S = 60.0  # a job neither in squeue nor in sacct this long is lost
+_GONE_S = 5.0  # a job out of squeue this long (and one poll) has ended, not been requeued
 
 
 class _Trial:
@@ -84,6 +85,7 @@ class _Trial:
         self.submitted = time.monotonic()
         self.started: float | None = None
         self.missing_since: float | None = None
+        self.gone_since: float | None = None  # first seen out of squeue
         self.elapsed_s = 0.0
 
 
@@ -332,8 +334,14 @@ class RaySubJobs:
         if queue is None:
             return None  # Slurm did not answer: no conclusion this round
         if trial.job_id in queue:
-            trial.missing_since = None
+            trial.missing_since = trial.gone_since = None
             return self._alive(trial, *queue[trial.job_id])
+        now = time.monotonic()
+        if trial.gone_since is None or now - trial.gone_since < max(_GONE_S, trial.settings.poll_s):
+            # a job leaves squeue for a moment while Slurm requeues it, and sacct then shows
+            # how its first run ended: an end counts once the job stayed out of the queue
+            trial.gone_since = trial.gone_since or now
+            return None
         record = _sacct(trial.job_id)
         if record is None or record[0].split()[0] in raysub.ALIVE_STATES:
             trial.missing_since = trial.missing_since or time.monotonic()
