@@ -2,6 +2,8 @@
 
 Every sampler runs on the same problems with the same seeds in one go:
 
+* ``sklearn-GP`` is the project's first design, scikit-learn's GaussianProcessRegressor with
+  expected improvement (``benchmarks/sklearn_gp.py``), kept as a baseline for what our GP adds;
 * simple regret (best value found - known minimum) after ``--trials`` trials on Branin (2-D),
   Hartmann6 (6-D), Levy-10 (10-D) and a mixed space (float, int, log float, categorical), one
   suggestion at a time, and on Branin and Hartmann6 in synchronous batches of 4 (ask 4, tell 4);
@@ -39,7 +41,8 @@ import optuna  # noqa: E402
 from docs_section import write_section  # noqa: E402
 from functions import PROBLEMS, Problem  # noqa: E402
 
-SAMPLERS = ["bayes", "GPSampler", "TPESampler", "RandomSampler"]
+# sklearn-GP: the project's first design (scikit-learn GaussianProcessRegressor + EI), a baseline
+SAMPLERS = ["bayes", "GPSampler", "sklearn-GP", "TPESampler", "RandomSampler"]
 # (problem, batch size) settings of the regret table
 SETTINGS = [
     ("branin", 1),
@@ -60,6 +63,10 @@ def make_sampler(name: str, seed: int, problem: Problem) -> optuna.samplers.Base
         return BayesSampler(problem.space, seed=seed)
     if name == "GPSampler":
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    if name == "sklearn-GP":
+        from sklearn_gp import SklearnGPSampler
+
+        return SklearnGPSampler(problem.space, seed=seed)
     return getattr(optuna.samplers, name)(seed=seed)
 
 
@@ -225,7 +232,9 @@ def main(argv: list[str] | None = None) -> str:
         for seed in range(seeds)
     ]
     # longest first keeps both workers busy until the end
-    jobs.sort(key=lambda j: (j[1] not in ("bayes", "GPSampler"), -len(PROBLEMS[j[0]].space)))
+    jobs.sort(
+        key=lambda j: (j[1] not in ("bayes", "GPSampler", "sklearn-GP"), -len(PROBLEMS[j[0]].space))
+    )
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.jobs, initializer=_init_worker) as pool:
         regret_out = pool.map(run_regret, jobs, chunksize=1)

@@ -9,8 +9,9 @@ sweeper reads both (``unwrap_return``). This module stays light: jobs import it.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,3 +153,33 @@ def run_training(cfg: Any, link: TrialLink | None = None) -> dict[str, float]:
     on_validation = link.reporter() if link is not None else None
     name = cfg.trainer.name if "trainer" in cfg else "embedded"
     return get_trainer(name).run(cfg, on_validation=on_validation)
+
+
+@contextlib.contextmanager
+def trial_deadline(seconds: float | None) -> Iterator[None]:
+    """Stop the job's task after ``seconds`` (``hydra.sweeper.trial_timeout_s``) by raising
+    ``TrialTimeout`` in it, which fails the trial with kind ``timeout``: a hung trial frees its
+    slot instead of holding the sweep. A timer signal (SIGALRM) interrupts Python code and
+    sleeps; a trainer's child processes are ended by the trainer on the way out. Only on the main
+    thread of the job's process (where every launcher runs the task); elsewhere it does nothing."""
+    import signal
+    import threading
+
+    from nemo_rl_sweep.objectives import TrialTimeout
+
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise TrialTimeout(
+            f"the trial ran past hydra.sweeper.trial_timeout_s={seconds:g} s and was stopped"
+        )
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

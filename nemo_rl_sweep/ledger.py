@@ -13,6 +13,7 @@ but its errors.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -68,11 +69,12 @@ def absolute_storage_url(url: str, base_dir: str | os.PathLike[str]) -> str:
     return url
 
 
-def open_storage(url: str) -> BaseStorage:
+def open_storage(url: str, *, check: bool = False) -> BaseStorage:
     """An Optuna storage for ``url``: any SQLAlchemy URL, or ``journal:<file>`` for a journal file.
 
     SQLite gets a long lock timeout because jobs write intermediate values while the sweeper writes
-    results; a journal file is the safer choice on a shared cluster file system.
+    results; a journal file is the safer choice on a shared cluster file system. ``check`` (the
+    sweeper, before any job): a ledger file must be writable, sound and not held by another program.
     """
     if not isinstance(url, str) or not url.strip():
         raise SweepConfigError(
@@ -91,17 +93,34 @@ def open_storage(url: str) -> BaseStorage:
                 f"folder {path.parent} of the journal file does not exist",
                 "create it or point the journal elsewhere",
             )
-        return JournalStorage(JournalFileBackend(str(path)))
+        try:
+            if check:
+                check_writable_folder(
+                    path.parent, "hydra.sweeper.storage", f"the ledger's folder {path.parent}"
+                )
+                with open(path, "ab"):  # appending nothing: writable, and left as it was
+                    pass
+            return JournalStorage(JournalFileBackend(str(path)))
+        except SweepConfigError:
+            raise
+        except OSError as exc:
+            raise _unwritable(str(path), exc) from None
+        except Exception as exc:  # a journal Optuna cannot replay
+            raise _corrupt(str(path), _first_line(exc)) from None
     if "://" not in url:
         raise SweepConfigError(
             "hydra.sweeper.storage",
             f"{url!r} is not a URL",
             "use sqlite:///path/to/ledger.db, another SQLAlchemy URL, or journal:/path/to/file.log",
         )
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
-        if path and path != ":memory:":
+    path = _file_of(url) if url.startswith("sqlite:///") else None
+    if path is not None:
+        try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _unwritable(path, exc) from None
+        if check:
+            check_sqlite_file(path)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
@@ -109,10 +128,118 @@ def open_storage(url: str) -> BaseStorage:
         with _creation_lock(url):
             return _rdb_storage(url, kwargs)
     except Exception as exc:  # SQLAlchemy raises many types; the first line says which
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc)
+        if "no longer compatible with the table schema" in first or "revision" in first:
+            raise SweepConfigError(
+                "hydra.sweeper.storage",
+                f"the ledger {url!r} was written by another Optuna version than {optuna.__version__}"
+                f" ({first})",
+                "run the Optuna that wrote it (pip install -U optuna), or use a new storage file; "
+                "the ledger was left as it was",
+            ) from None
+        if "disk is full" in first or "No space left" in first:
+            raise SweepConfigError(
+                "hydra.sweeper.storage",
+                f"the disk of {url!r} is full ({first})",
+                "free space on it, or point hydra.sweeper.storage elsewhere",
+            ) from None
         raise SweepConfigError(
             "hydra.sweeper.storage", f"cannot open {url!r} ({first})", "check the URL and driver"
         ) from None
+
+
+LOCK_WAIT_ENV = (
+    "NEMO_RL_SWEEP_LEDGER_LOCK_WAIT_S"  # how long to wait for a ledger another program holds
+)
+
+
+def check_sqlite_file(path: str) -> None:
+    """A SQLite ledger is checked before Optuna opens it, reading only: its folder takes files
+    (SQLite's journal, our lock files), the file is a sound database whose write lock we can get
+    within ``NEMO_RL_SWEEP_LEDGER_LOCK_WAIT_S`` (default 30 s; our own jobs hold it for
+    milliseconds). Otherwise one ``Error:`` line, and the file stays byte for byte as it was."""
+    import sqlite3
+
+    folder = Path(path).parent
+    check_writable_folder(folder, "hydra.sweeper.storage", f"the ledger's folder {folder}")
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    if not os.access(path, os.W_OK):
+        raise _unwritable(path, PermissionError(13, "the file is read-only"))
+    wait = float(os.environ.get(LOCK_WAIT_ENV, "30"))
+    conn = sqlite3.connect(path, timeout=wait, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # the write lock a tell takes; released unused at once
+        check = conn.execute("PRAGMA quick_check").fetchone()
+        conn.execute("ROLLBACK")
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            raise SweepConfigError(
+                "hydra.sweeper.storage",
+                f"the ledger {path} is locked by another program (waited {wait:g} s)",
+                "end the program holding it (a sqlite3 shell in a transaction, a backup tool), "
+                f"or wait longer with {LOCK_WAIT_ENV}",
+            ) from None
+        if "readonly" in text or "read-only" in text:
+            raise _unwritable(path, PermissionError(30, text)) from None
+        raise _corrupt(path, text) from None
+    finally:
+        conn.close()
+    if check and check[0] != "ok":
+        raise _corrupt(path, str(check[0]))
+
+
+def check_writable_folder(folder: str | os.PathLike[str], key: str, what: str) -> None:
+    """A folder the sweep will write in takes a file (64 KiB, synced to disk), or one ``Error:``
+    line: a read-only or full disk is found before any job starts, not by a job or a ``tell``.
+    The probe leaves no trace: its file and any folder it had to create are removed."""
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    probe = folder / f".nemo_rl_sweep_probe.{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        full = exc.errno == errno.ENOSPC
+        raise SweepConfigError(
+            key,
+            f"cannot write in {what} ({'the disk is full' if full else exc.strerror})",
+            "free space on that disk, or choose a folder on another one"
+            if full
+            else "make it writable, or choose another folder",
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        for created in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                created.rmdir()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _unwritable(path: str, exc: OSError) -> SweepConfigError:
+    reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return SweepConfigError(
+        "hydra.sweeper.storage",
+        f"cannot write the ledger {path} ({reason})",
+        "make it (and its folder) writable, or point hydra.sweeper.storage at another file",
+    )
+
+
+def _corrupt(path: str, reason: str) -> SweepConfigError:
+    return SweepConfigError(
+        "hydra.sweeper.storage",
+        f"the ledger {path} is damaged ({reason})",
+        "restore it from a backup, or point hydra.sweeper.storage at a new file; "
+        "it was left as it was",
+    )
 
 
 def _rdb_storage(url: str, kwargs: dict[str, Any], attempts: int = 5) -> BaseStorage:

@@ -7,30 +7,36 @@ caller says how jobs run. Two ways, one per kind of launcher:
 - ``slots`` (a ``JobSlots``): start jobs now, get a ``Future`` per job. The loop keeps ``n_jobs``
   trials running: when one ends (complete, pruned, failed) it is told to the ledger and the next
   trial is asked at once, with the trials still running in the study as RUNNING (the bayes and pareto
-  samplers condition on them). No slot idles while the slowest trial of a batch runs.
+  samplers condition on them). No slot idles while the slowest trial of a batch runs. When asks
+  are slow next to the trials (``ask_ahead``), the next trial is asked while every slot runs and
+  starts the moment one frees; the result files are rewritten while no ended trial waits.
 - ``launch`` (a batch function, the fallback for a launcher that can only run batches): ask
   ``n_jobs`` trials, run them, wait for all, repeat. The first lines of the sweep say which mode runs.
 
 Every ledger write (ask, tell, attributes) happens on the calling thread; the futures only carry
 ``JobOutcome``s back. Everything a user has spent is in the ledger as soon as it exists: each trial
-is recorded as it ends and the result files are rewritten after every record, so a crash loses at
-most the trials that were running. ``max_failure_rate`` is judged as trials end; when it stops the
+is recorded as it ends and the result files are rewritten after every record (in async mode as
+soon as no ended trial waits to be recorded), so a crash loses at most the trials that were running. ``max_failure_rate`` is judged as trials end; when it stops the
 sweep no new trial starts, the running ones finish and are recorded, then the sweep stops. Ctrl-C or
-SIGTERM ends the running jobs (``JobSlots.stop``) and marks their trials stale.
+SIGTERM ends the running jobs (``JobSlots.stop``) and marks their trials stale (a trial asked
+ahead too; one asked ahead when ``max_failure_rate`` stops the sweep is marked stale, never run).
 
 Reproducibility: with one slot (or in batch mode) a fixed ``seed`` gives the same trials in the same
 order as before. With several slots the asks depend on the order in which trials end, which the
-launcher and the machine decide, so parallel async sweeps are reproducible only up to that order.
+launcher and the machine decide, and on whether a trial was asked ahead (which depends on how long
+asks and trials take), so parallel async sweeps are reproducible only up to that order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -44,10 +50,17 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from nemo_rl_sweep import confirmation, ledger
+from nemo_rl_sweep.ask_ahead import AskPace
 from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims
 from nemo_rl_sweep.errors import SweepConfigError, SweepStopped
 from nemo_rl_sweep.job import JobOutcome, TrialJob
-from nemo_rl_sweep.objectives import FailureKind, Objectives, TrialFailure
+from nemo_rl_sweep.objectives import (
+    FailureKind,
+    Objectives,
+    TrialFailure,
+    TrialTimeout,
+    signal_reason,
+)
 from nemo_rl_sweep.outputs.progress import ConsoleProgress
 from nemo_rl_sweep.pruning import record_pruner
 from nemo_rl_sweep.screening import Screen
@@ -57,6 +70,9 @@ from nemo_rl_sweep.warm_start import seed_from_study
 
 Launch = Callable[[Sequence[TrialJob]], Sequence[JobOutcome]]
 _POLL_S = 5.0  # how often the wait for a trial's end wakes up (Ctrl-C is seen at once anyway)
+_WRITE_EVERY_S = (
+    10.0  # async: the result files trail the ledger by at most this (trials of minutes+: 0)
+)
 
 
 class JobSlots(Protocol):
@@ -168,7 +184,7 @@ class Sweep:
         """Open (or create) the study, refusing a storage or a study that does not fit this sweep."""
         if self.study is None:
             self.study = ledger.open_study(
-                ledger.open_storage(self.storage_url),
+                ledger.open_storage(self.storage_url, check=True),
                 self.study_name,
                 self.objectives.directions,
                 self.objectives.names,
@@ -181,7 +197,7 @@ class Sweep:
         study = self.open()
         study.set_user_attr(ledger.STUDY_ATTR_STRATEGY, self.plan.strategy)
         study.set_user_attr(ledger.STUDY_ATTR_SPACE, self.space.describe())
-        record_pruner(study, self.settings.pruner)  # the jobs rebuild it from the ledger
+        record_pruner(study, self.plan.pruner_node)  # the jobs rebuild it from the ledger
         if self.plan.warm_start is not None:
             seed_from_study(
                 study,
@@ -265,12 +281,21 @@ class Sweep:
     def _run_batches(self, study: optuna.Study, claims: Claims) -> None:
         """Ask, launch and tell in batches of ``n_jobs``."""
         while (batch_size := claims.room(study, self.settings.n_jobs)) > 0:
-            trials = self._ask_up_to(study, claims, batch_size)
+            try:
+                raise_if_interrupted()
+                with deferred_interrupt():
+                    trials = self._ask_up_to(study, claims, batch_size)
+            except KeyboardInterrupt:
+                self._interrupted(study, [])
             if not trials:
                 break
             self._run_batch(study, trials)
             self._write_results(study)
             self._check_failures(study)
+        try:
+            raise_if_interrupted()
+        except KeyboardInterrupt:
+            self._interrupted(study, [])
 
     def _run_async(
         self,
@@ -279,42 +304,99 @@ class Sweep:
         slots: JobSlots,
         adopted: dict[Future[JobOutcome], optuna.Trial],
     ) -> None:
-        """Fill the free slots, wait for the first trial to end, record it, fill again (the
-        ``adopted`` trials of a sweeper that died hold their slots until they end)."""
-        running: dict[Future[JobOutcome], optuna.Trial] = dict(adopted)
-        for trial in adopted.values():
+        """Fill the free slots, wait for the first trial to end, record it, fill again.
+
+        Work that need not delay a start (rewriting the result files, asking one trial ahead when
+        asks are slow next to trials: ``ask_ahead``) is done only while no ended trial waits. A
+        trial asked ahead starts before the trial whose slot it takes is recorded, unless that one
+        failed (a failure may stop the sweep: then no new trial starts). The ``adopted`` trials of
+        a sweeper that died hold their slots until they end.
+        """
+        state = _SlotState()
+        now = time.monotonic()
+        for future, trial in adopted.items():
             self.progress.trial_started(
                 trial.number, trial.user_attrs.get(ledger.ATTR_OVERRIDES, [])
             )
-        starting: list[optuna.Trial] = []
+            state.running[future], state.started[future] = trial, now
+            state.unrecorded[trial.number] = trial
+        pace = AskPace()
         stopped: SweepStopped | None = None
-        recorded = False
+        unwritten, written = False, -_WRITE_EVERY_S  # written: when the files were last rewritten
+        may_ask_ahead = self.settings.n_jobs > 1  # one slot: each trial waits for the last result
         try:
             while True:
-                free = self.settings.n_jobs - len(running)
+                free = self.settings.n_jobs - len(state.running)
                 if stopped is None and free > 0:
-                    starting = self._ask_up_to(study, claims, claims.room(study, free))
-                    if starting:
-                        running.update(self._start(slots, starting))
-                    starting = []
-                if recorded:  # after the slots are filled again: no slot waits for the files
-                    self._write_results(study)
-                    recorded = False
-                if not running:
+                    with deferred_interrupt():  # asked trials reach `unrecorded` before a Ctrl-C
+                        trials, state.ahead = state.ahead[:free], state.ahead[free:]
+                        trials += self._timed_asks(study, claims, free - len(trials), pace, state)
+                        self._launch(slots, state, trials)
+                if not state.running:
                     break
-                done: set[Future[JobOutcome]] = set()
-                while not done:
-                    done, _ = wait(running, timeout=_POLL_S, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: running[f].number):
-                    self._record(study, running.pop(future), _outcome_of(future))
-                recorded = True
+                if not any(future.done() for future in state.running):  # spare time
+                    if unwritten and time.monotonic() >= written + _WRITE_EVERY_S:
+                        self._write_results(study)
+                        unwritten, written = False, time.monotonic()
+                        continue
+                    if stopped is None and may_ask_ahead and not state.ahead and pace.ask_ahead():
+                        state.ahead = self._timed_asks(study, claims, 1, pace, state)
+                        may_ask_ahead = bool(state.ahead)  # no room left: the budget is spent
+                        continue
+                done = _first_done(state.running, written + _WRITE_EVERY_S if unwritten else None)
+                if not done:  # the files are due
+                    continue
+                now = time.monotonic()
+                if stopped is None and state.ahead and all(self._ended_well(f) for f in done):
+                    trials, state.ahead = state.ahead[: len(done)], state.ahead[len(done) :]
+                    self._launch(slots, state, trials)
+                for future in sorted(done, key=lambda f: state.running[f].number):
+                    pace.trial_ended(now - state.started.pop(future))
+                    trial = state.running.pop(future)
+                    self._record(study, trial, _outcome_of(future))
+                    del state.unrecorded[trial.number]
+                unwritten = True
                 if stopped is None:
-                    stopped = self._failure_stop(study, len(running))
+                    stopped = self._failure_stop(study, len(state.running))
+                    if stopped is not None:
+                        for trial in state.ahead:
+                            ledger.mark_stale(study, trial, "not run: the sweep stopped first")
+                            del state.unrecorded[trial.number]
+                        state.ahead = []
         except KeyboardInterrupt:
+            _SEEN.set()  # no second Ctrl-C while the jobs are stopped
             slots.stop()
-            self._interrupted(study, [*running.values(), *starting])
+            self._interrupted(study, list(state.unrecorded.values()))
         if stopped is not None:
             raise stopped
+
+    def _launch(self, slots: JobSlots, state: _SlotState, trials: list[optuna.Trial]) -> None:
+        if not trials:
+            return
+        now = time.monotonic()
+        for future, trial in self._start(slots, trials).items():
+            state.running[future], state.started[future] = trial, now
+
+    def _ended_well(self, future: Future[JobOutcome]) -> bool:
+        """The trial completed or was pruned: its record cannot stop the sweep."""
+        try:
+            judge(self.objectives, _outcome_of(future))
+        except TrialFailure as failure:
+            return failure.kind is FailureKind.PRUNED
+        return True
+
+    def _timed_asks(
+        self, study: optuna.Study, claims: Claims, n: int, pace: AskPace, state: _SlotState
+    ) -> list[optuna.Trial]:
+        """Up to ``n`` trials the claims allow, each ask's time told to ``pace``."""
+        if n <= 0:
+            return []
+        start = time.monotonic()
+        trials = self._ask_up_to(study, claims, claims.room(study, n))
+        if trials:
+            pace.asked((time.monotonic() - start) / len(trials))
+            state.unrecorded.update((t.number, t) for t in trials)
+        return trials
 
     def _start(
         self, slots: JobSlots, trials: list[optuna.Trial]
@@ -380,9 +462,21 @@ class Sweep:
         return jobs
 
     def _interrupted(self, study: optuna.Study, trials: Sequence[optuna.Trial]) -> NoReturn:
-        """Ctrl-C or SIGTERM: the running trials are stale (they count nowhere), say how to resume."""
-        for trial in trials:
-            ledger.mark_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
+        """Ctrl-C or SIGTERM: the running trials are stale (they count nowhere), say how to resume.
+        A trial asked just as the signal came (not yet in the caller's hands) is found by its
+        owner, this process."""
+        _SEEN.set()
+        me = ledger.owner_tag()
+        mine = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get(ledger.ATTR_OWNER) == me
+        ]
+        seen: set[int] = set()
+        for trial in [*trials, *mine]:
+            if trial.number not in seen:
+                seen.add(trial.number)
+                ledger.mark_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
         raise SweepStopped(
             "interrupted: finished trials are in the ledger; run the same command to resume "
             f"(study {self.study_name!r} in {self.storage_url})"
@@ -498,7 +592,38 @@ class Sweep:
     def _write_results(self, study: optuna.Study, *, final: bool = False) -> None:
         from nemo_rl_sweep.outputs.results import write_results
 
-        write_results(study, self.sweep_dir, self.storage_url, final=final)
+        try:
+            write_results(study, self.sweep_dir, self.storage_url, final=final)
+        except OSError as exc:  # a full disk: the old files stay whole, the ledger has every trial
+            self.progress.message(
+                f"could not rewrite the result files in {self.sweep_dir} ({exc.strerror or exc}); "
+                "the previous ones are whole, every trial is in the ledger, and the files are "
+                "written again after the next trial"
+            )
+
+
+@dataclass
+class _SlotState:
+    """The trials of an asynchronous phase: running (with their start times), asked ahead, and
+    every trial asked and not yet recorded (what Ctrl-C marks stale, wherever it lands)."""
+
+    running: dict[Future[JobOutcome], optuna.Trial] = field(default_factory=dict)
+    started: dict[Future[JobOutcome], float] = field(default_factory=dict)
+    ahead: list[optuna.Trial] = field(default_factory=list)
+    unrecorded: dict[int, optuna.Trial] = field(default_factory=dict)
+
+
+def _first_done(
+    running: dict[Future[JobOutcome], optuna.Trial], until: float | None
+) -> set[Future[JobOutcome]]:
+    """The futures that have ended, waiting for the first; none if ``until`` (``time.monotonic``)
+    passes first."""
+    while True:
+        raise_if_interrupted()  # a Ctrl-C whose exception Python swallowed
+        timeout = _POLL_S if until is None else max(0.0, min(_POLL_S, until - time.monotonic()))
+        done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+        if done or (until is not None and time.monotonic() >= until):
+            return done
 
 
 def _claims_of(sampler: optuna.samplers.BaseSampler, n_trials: int | None) -> Claims:
@@ -522,6 +647,11 @@ def judge(objectives: Objectives, outcome: JobOutcome) -> tuple[list[float], dic
     if failure is not None:
         if is_pruned(failure):
             raise TrialFailure(FailureKind.PRUNED, describe_error(failure))
+        if isinstance(failure, TrialTimeout) or type(failure).__name__ == "TrialTimeout":
+            raise TrialFailure(FailureKind.TIMEOUT, str(failure))
+        killed = signal_reason(failure)
+        if killed is not None:
+            raise TrialFailure(FailureKind.KILLED, killed)
         raise TrialFailure(FailureKind.ERROR, describe_error(failure))
     return objectives.read(outcome.value)
 
@@ -558,20 +688,77 @@ def describe_error(error: BaseException | str) -> str:
 
 
 @contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the block raises ``KeyboardInterrupt`` when it ends, not inside:
+    a trial asked in the ledger is always in the loop's hands when the sweep is interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def later(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        _INTERRUPTED.set()
+
+    with _stop_signals_to(later):
+        yield
+    if caught:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stop_signals_to(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM go to ``handler`` during the block."""
+    import signal
+
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (scancel of the sweeper's own job, a shutdown) stops the sweep as Ctrl-C does."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        if not _INTERRUPTED.is_set():
+            # Python drops an exception raised inside a weakref callback or a __del__ (SQLAlchemy
+            # and the GC run many): the signal is sent again until the loop has seen it
+            _INTERRUPTED.set()
+            threading.Thread(target=_resend_until_seen, daemon=True).start()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    _INTERRUPTED.clear()
+    _SEEN.clear()
     try:
-        yield
+        with _stop_signals_to(interrupt):
+            yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _SEEN.set()
+
+
+_INTERRUPTED = threading.Event()  # Ctrl-C or SIGTERM came during sigterm_as_interrupt
+_SEEN = threading.Event()  # the loop has acted on it (or the sweep is over)
+
+
+def _resend_until_seen(attempts: int = 20, every_s: float = 0.5) -> None:
+    import os
+    import signal
+
+    for _ in range(attempts):
+        if _SEEN.wait(every_s):
+            return
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def raise_if_interrupted() -> None:
+    """At the loop's safe points: a Ctrl-C whose ``KeyboardInterrupt`` was lost still stops it."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt

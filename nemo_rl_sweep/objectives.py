@@ -29,6 +29,47 @@ class FailureKind(StrEnum):
     NOT_FINITE = "not_finite"  # an objective was NaN or infinite
     NOT_METRICS = "not_metrics"  # it returned something that is not a number or a mapping
     INFEASIBLE = "infeasible"  # its config breaks a rule of the trainer; never launched
+    TIMEOUT = "timeout"  # it ran past hydra.sweeper.trial_timeout_s and was stopped
+    KILLED = "killed"  # its process was killed by a signal (the OOM killer's SIGKILL, a SIGSEGV)
+
+
+class TrialTimeout(Exception):
+    """Raised inside a job that ran past ``hydra.sweeper.trial_timeout_s``; the trial fails with
+    kind ``timeout``."""
+
+
+# what a signal that killed a trial's process most likely means, for the recorded reason
+_SIGNAL_CAUSES = {
+    "SIGKILL": "likely the kernel's out-of-memory killer (check `dmesg` and the job's memory use), "
+    "or someone ran kill -9",
+    "SIGSEGV": "a segmentation fault in native code (a CUDA or C extension crash)",
+    "SIGBUS": "a bus error in native code (often a full /dev/shm or a truncated memory-mapped file)",
+    "SIGABRT": "the process aborted itself (a failed assertion in native code)",
+    "SIGTERM": "it was asked to stop (scancel, a shutdown)",
+}
+
+
+def signal_reason(error: BaseException | str) -> str | None:
+    """The recorded reason when ``error`` says a trial's process died of a signal (a launcher's
+    worker that was killed), naming the signal and its likely cause; None otherwise."""
+    import re
+    import signal as signals
+
+    text = str(error)
+    match = re.search(r"\b(SIG[A-Z]+)\((-?\d+)\)", text) or re.search(
+        r"(?:killed by|terminated by|received) signal (\d+)", text
+    )
+    if match is None:
+        return None
+    number = abs(int(match.groups()[-1]))
+    try:
+        name = signals.Signals(number).name
+    except ValueError:
+        name = match.group(1) if match.group(1).startswith("SIG") else f"signal {number}"
+    cause = _SIGNAL_CAUSES.get(name, "")
+    return f"the trial's process was killed by {name} (signal {number})" + (
+        f": {cause}" if cause else ""
+    )
 
 
 class TrialFailure(Exception):

@@ -10,6 +10,7 @@ Hydra imports the schema at start-up, so this module imports nothing heavy at th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,21 +25,12 @@ if TYPE_CHECKING:
     from nemo_rl_sweep.space import SearchSpace
     from nemo_rl_sweep.warm_start import WarmStartSource
 
-# OmegaConf types a node by its annotation and knows no unions of containers; a key whose value may
-# be a string or a list, or a dict or null, is typed Any in the Hydra schema (and a dict typed
-# ``dict | None`` could not take a command-line dict merged into its None default).
-HYDRA_TYPE = "hydra_type"
-
-
-def _any(default: Any = None) -> Any:
-    return field(default=default, metadata={HYDRA_TYPE: Any})
-
 
 @dataclass(frozen=True)
 class SweepSettings:
     """The sweeper's keys, named as in hydra-optuna-sweeper where they mean the same."""
 
-    # grid | random | bayes | pareto | optuna
+    # grid | random | bayes | multifidelity | pareto | optuna
     # null: optuna when a `sampler` node is given (hydra-optuna-sweeper files), else random
     strategy: str | None = None
     # keyword arguments of the strategy's sampler (e.g. stratified: true, n_startup_trials: 8)
@@ -46,8 +38,8 @@ class SweepSettings:
     # one metric name or a list; one direction per metric (minimize | maximize)
     # null: the trainer's default for the recipe (NeMo RL: GRPO validation/accuracy max, SFT
     # validation/val_loss min, DPO validation-default/loss min); a null direction follows the metric
-    metric: str | list[str] | None = _any()
-    direction: str | list[str] | None = _any()
+    metric: str | list[str] | None = None
+    direction: str | list[str] | None = None
     # total trials in the study (grid: null runs every point)
     n_trials: int | None = 20
     # trials per launcher batch (run at once by joblib / Slurm launchers)
@@ -62,19 +54,21 @@ class SweepSettings:
     # print the search space and the first trials, launch nothing
     dry_run: bool = False
     # strategy=optuna: {_target_: optuna.samplers.TPESampler, ...}
-    sampler: dict[str, Any] | None = _any()
+    sampler: dict[str, Any] | None = None
     # {_target_: optuna.pruners.MedianPruner, ...} or null
-    pruner: dict[str, Any] | None = _any()
+    pruner: dict[str, Any] | None = None
     # param dicts (or "recipe") run first (warm start)
     enqueue: list[Any] = field(default_factory=list)
     # seed the study with the COMPLETE trials of an earlier one: {study_name: ..., storage: ...}
-    warm_start_from: dict[str, Any] | None = _any()
+    warm_start_from: dict[str, Any] | None = None
     # after the search, re-run the top_k best distinct configurations (a Pareto front's members)
     # with `seeds` new values of the trainer's seed key each (seed_key null: grpo.seed, sft.seed,
     # dpo.seed, ... whichever the trial config has); the answer is the best mean. top_k null: off
     confirm: dict[str, Any] = field(
         default_factory=lambda: {"top_k": None, "seeds": 3, "seed_key": None}
     )
+    # seconds a trial may run before it is stopped and failed (kind timeout); null: no limit
+    trial_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +83,8 @@ class SweepPlan:
     grid_points: list[dict[str, Any]] | None
     warm_start: WarmStartSource | None
     confirm: ConfirmSettings | None = None
+    # the pruner node the jobs rebuild from the ledger: the user's, or the strategy's own
+    pruner_node: dict[str, Any] | None = None
 
 
 DEFAULT_OBJECTIVE = ("validation/accuracy", "maximize")
@@ -126,6 +122,7 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
     from nemo_rl_sweep.samplers import strategy_rules
     from nemo_rl_sweep.warm_start import check_enqueue, check_source
 
+    check_types(settings)
     metric, direction = objective_or_default(settings.metric, settings.direction)
     objectives = Objectives.from_settings(metric, direction)
     strategy = resolved_strategy(settings)
@@ -163,7 +160,7 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
         )
     enqueue = check_enqueue(settings.enqueue, space, n)
     warm_start = check_source(settings.warm_start_from)
-    grid_points = list(space.grid())[:n] if strategy == "grid" else None
+    grid_points = _grid_points(space, n) if strategy == "grid" else None
     # the search completes at most n_trials trials (a grid: its points)
     confirm = check_confirm(settings.confirm, len(grid_points) if grid_points is not None else n)
     sampler = rules.make(
@@ -174,10 +171,106 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
         optuna_sampler=settings.sampler,
         grid_points=grid_points,
     )
-    pruner = check_pruner(settings.pruner, objectives.names)
+    pruner_node = rules.pruner_node(settings.strategy_options)
+    if pruner_node is not None and settings.pruner:
+        raise SweepConfigError(
+            "hydra.sweeper.pruner",
+            f"strategy {strategy} stops trials with its own learning-curve model",
+            "remove hydra.sweeper.pruner (tune it with strategy_options.stop_ratio), "
+            "or use strategy=bayes with a pruner",
+        )
+    if pruner_node is None:
+        pruner_node = settings.pruner
+    pruner = check_pruner(pruner_node, objectives.names)
     return SweepPlan(
-        strategy, objectives, sampler, pruner, enqueue, grid_points, warm_start, confirm
+        strategy,
+        objectives,
+        sampler,
+        pruner,
+        enqueue,
+        grid_points,
+        warm_start,
+        confirm,
+        dict(pruner_node) if pruner_node else None,
     )
+
+
+# what each key may hold: the Hydra schema types every key Any (a wrong type there would be Hydra's
+# own multi-line error, exit 1), so the types are checked here, as one Error: line before any job
+_STR, _INT, _NUM, _BOOL, _DICT, _LIST, _NONE = str, int, (int, float), bool, dict, list, type(None)
+_TYPES: dict[str, tuple[tuple[type, ...], str, str]] = {
+    "strategy": ((_STR, _NONE), "a strategy name or null", "strategy=bayes"),
+    "strategy_options": ((_DICT,), "a mapping", "strategy_options={n_startup_trials:8}"),
+    "metric": ((_STR, _LIST, _NONE), "a metric name, a list of names or null", "metric=score"),
+    "direction": (
+        (_STR, _LIST, _NONE),
+        "minimize, maximize, a list of them or null",
+        "direction=maximize",
+    ),
+    "n_trials": ((_INT, _NONE), "a positive integer or null", "n_trials=20"),
+    "n_jobs": ((_INT,), "a positive integer", "n_jobs=2"),
+    "storage": ((_STR, _NONE), "a storage URL or null", "storage=sqlite:///ledger.db"),
+    "study_name": ((_STR, _NONE), "a study name or null", "study_name=my_study"),
+    "max_failure_rate": ((_NUM,), "a number in [0, 1]", "max_failure_rate=0.5"),
+    "seed": ((_INT, _NONE), "an integer or null", "seed=0"),
+    "dry_run": ((_BOOL,), "true or false", "dry_run=true"),
+    "sampler": ((_DICT, _NONE), "a {_target_: ...} mapping or null", "drop the key"),
+    "pruner": ((_DICT, _NONE), "a {_target_: ...} mapping or null", "pruner=null"),
+    "enqueue": ((_LIST,), "a list of parameter mappings", "enqueue=[]"),
+    "warm_start_from": (
+        (_DICT, _NONE),
+        "a {study_name: ..., storage: ...} mapping or null",
+        "warm_start_from=null",
+    ),
+    "confirm": ((_DICT, _NONE), "a mapping or null", "confirm={top_k:3}"),
+    "trial_timeout_s": ((_NUM, _NONE), "a number of seconds or null", "trial_timeout_s=3600"),
+}
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
+
+
+def check_types(settings: SweepSettings) -> None:
+    """Every key holds a value of its kind (and strings are not blank), so the checks and the
+    sweeper after this one never meet a type they cannot read."""
+    for name, (types, kind, example) in _TYPES.items():
+        value = getattr(settings, name)
+        wrong = (isinstance(value, bool) and bool not in types) or not isinstance(value, types)
+        if isinstance(value, str) and not value.strip():
+            wrong = True
+        if isinstance(value, list) and name in ("metric", "direction"):
+            wrong = wrong or not all(isinstance(v, str) for v in value)
+        if wrong:
+            raise SweepConfigError(
+                f"hydra.sweeper.{name}", f"must be {kind}, got {value!r}", f"e.g. {example}"
+            )
+    timeout = settings.trial_timeout_s
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise SweepConfigError(
+            "hydra.sweeper.trial_timeout_s",
+            f"must be a positive number of seconds or null, got {timeout!r}",
+            "e.g. trial_timeout_s=3600",
+        )
+    seed = settings.seed
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise SweepConfigError(
+            "hydra.sweeper.seed", f"must be in [0, {SEED_MAX}], got {seed}", "e.g. seed=0"
+        )
+
+
+GRID_MAX = 100_000  # points a grid with n_trials null may hold (each is a trial in the ledger)
+
+
+def _grid_points(space: SearchSpace, n_trials: int | None) -> list[dict[str, Any]]:
+    """The grid's first ``n_trials`` points (all of them for null), never the whole product."""
+    import itertools
+
+    size = space.grid_size()  # 0: an interval, which space.grid() refuses with its own line
+    if n_trials is None and size > GRID_MAX:
+        raise SweepConfigError(
+            "hydra.sweeper.n_trials",
+            f"is null, and the grid has {size} points, more than {GRID_MAX} can run",
+            "set n_trials to the number of points to run, or use fewer values",
+        )
+    return list(itertools.islice(space.grid(), n_trials))
 
 
 def _check_positive_int(key: str, value: Any, example: str, *, allow_none: bool = False) -> None:

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from optuna.distributions import (
@@ -39,6 +40,12 @@ class Choice:
 
     values: tuple[Scalar, ...]
 
+    def count(self) -> int:
+        return len(self.values)
+
+    def value(self, i: int) -> Scalar:
+        return self.values[i]
+
     def grid_values(self) -> list[Scalar]:
         return list(self.values)
 
@@ -54,20 +61,33 @@ class Range:
     stop: int | float
     step: int | float = 1
 
+    @property
+    def integer(self) -> bool:
+        return all(isinstance(v, int) for v in (self.start, self.stop, self.step))
+
+    def count(self) -> int:
+        """How many values, computed, never listed: a range may hold billions."""
+        if self.integer:
+            return max(-(-(self.stop - self.start) // self.step), 0)
+        n = (self.stop - self.start) / self.step - 1e-12
+        return max(math.ceil(n), 0) if math.isfinite(n) else -1
+
+    def value(self, i: int) -> int | float:
+        if self.integer:
+            return self.start + i * self.step
+        # in decimal, as written and as Optuna checks a step: 0.1 + 2 * 0.1 is 0.3
+        return float(Decimal(str(self.start)) + i * Decimal(str(self.step)))
+
     def grid_values(self) -> list[int | float]:
-        n = math.ceil((self.stop - self.start) / self.step - 1e-12)
-        values = [self.start + i * self.step for i in range(max(n, 0))]
-        if all(isinstance(v, int) for v in (self.start, self.stop, self.step)):
-            return [int(v) for v in values]
-        return [round(v, 12) for v in values]
+        return [self.value(i) for i in range(self.count())]
 
     def distribution(self) -> BaseDistribution:
-        values = self.grid_values()
-        if all(isinstance(v, int) for v in values):
-            return IntDistribution(values[0], values[-1], step=int(self.step))
-        if len(values) == 1:
-            return FloatDistribution(values[0], values[0])
-        return FloatDistribution(values[0], values[-1], step=float(self.step))
+        last = self.value(self.count() - 1)
+        if self.integer:
+            return IntDistribution(self.start, last, step=self.step)
+        if last == self.value(0):
+            return FloatDistribution(last, last)
+        return FloatDistribution(self.value(0), last, step=float(self.step))
 
 
 @dataclass(frozen=True)
@@ -127,7 +147,7 @@ class SearchSpace:
     def grid(self) -> Iterator[dict[str, Any]]:
         """Every combination once, the last key varying fastest (as Hydra's basic sweeper)."""
         names = list(self.params)
-        lists = []
+        domains = []
         for name in names:
             domain = self.params[name].domain
             if isinstance(domain, Interval):
@@ -136,14 +156,14 @@ class SearchSpace:
                     "a grid cannot enumerate a continuous interval",
                     f"use choice(...) or range(...) for {name}, or strategy=random/bayes",
                 )
-            lists.append(domain.grid_values())
+            domains.append(domain)
 
         def product(i: int, partial: dict[str, Any]) -> Iterator[dict[str, Any]]:
             if i == len(names):
                 yield dict(partial)
                 return
-            for value in lists[i]:
-                partial[names[i]] = value
+            for j in range(domains[i].count()):  # lazily: the caller may take only n_trials
+                partial[names[i]] = domains[i].value(j)
                 yield from product(i + 1, partial)
 
         if names:
@@ -154,7 +174,7 @@ class SearchSpace:
         for p in self.params.values():
             if isinstance(p.domain, Interval):
                 return 0
-            size *= len(p.domain.grid_values())
+            size *= p.domain.count()
         return size
 
     def describe(self) -> dict[str, str]:
@@ -198,6 +218,12 @@ def check_choice(key: str, values: Iterable[Any]) -> Choice:
                 f"choice value {v!r} is not a plain value",
                 "use numbers, strings, booleans or null in choice(...)",
             )
+        if isinstance(v, float) and not math.isfinite(v):
+            raise SweepConfigError(
+                key,
+                f"choice value {v!r} is not a finite number (a trial cannot be given it)",
+                f"use finite numbers, or quote it as a string: '{v}'",
+            )
     if len(set(map(repr, values))) != len(values):
         raise SweepConfigError(key, "choice() repeats a value", "list each value once")
     return Choice(values)
@@ -214,13 +240,52 @@ def check_range(key: str, start: Any, stop: Any, step: Any) -> Range:
             f"write {key}=range(start, stop, step>0)",
         )
     domain = Range(start, stop, step)
-    if not domain.grid_values():
+    count = domain.count()
+    if count < 0:
+        raise SweepConfigError(
+            key, f"range({start}, {stop}, {step}) has too many steps to count", "use a larger step"
+        )
+    if count == 0:
         raise SweepConfigError(
             key,
             f"range({start}, {stop}, {step}) is empty (the stop is excluded)",
             "make stop larger than start",
         )
+    if count > INT_EXACT:
+        raise SweepConfigError(
+            key, f"range({start}, {stop}, {step}) has more than 2**53 values", "use a larger step"
+        )
+    last = domain.value(count - 1)
+    if domain.integer:
+        _check_exact_ints(key, f"range({start}, {stop}, {step})", start, last)
+    elif count > 1 and abs(step) < 1e-12 * max(abs(domain.value(0)), abs(last)):
+        raise SweepConfigError(
+            key,
+            f"range({start}, {stop}, {step}): the step is too small for floats to tell values apart",
+            "use a larger step, or interval(start, stop)",
+        )
+    elif (Decimal(str(last)) - Decimal(str(domain.value(0)))) % Decimal(str(float(step))):
+        # Optuna would move the high end down to a multiple of the step: the last value is lost
+        raise SweepConfigError(
+            key,
+            f"range({start}, {stop}, {step}): its last value {last!r} is not a whole number of "
+            "steps from the start once written as a float",
+            "use a step with fewer digits (e.g. 0.25), or interval(start, stop)",
+        )
     return domain
+
+
+# Optuna keeps an integer parameter as a float in the ledger: beyond 2**53 it would change
+INT_EXACT = 2**53
+
+
+def _check_exact_ints(key: str, text: str, *ends: int) -> None:
+    if any(abs(v) > INT_EXACT for v in ends):
+        raise SweepConfigError(
+            key,
+            f"{text} has an integer beyond ±2**53, which the ledger cannot keep exactly",
+            "use smaller integers, or float ends (e.g. 1e20)",
+        )
 
 
 def check_interval(key: str, low: Any, high: Any, *, log: bool, integer: bool) -> Interval:
@@ -241,6 +306,12 @@ def check_interval(key: str, low: Any, high: Any, *, log: bool, integer: bool) -
             f"a log scale needs positive ends, got interval({low}, {high})",
             "use a positive low end, or drop tag(log, ...)",
         )
+    if not math.isfinite(float(high) - float(low)):
+        raise SweepConfigError(
+            key,
+            f"interval({low}, {high}) is wider than the largest float",
+            "narrow it, or use tag(log, interval(...)) for positive ends",
+        )
     if integer:
         if low != int(low) or high != int(high):
             raise SweepConfigError(
@@ -249,6 +320,7 @@ def check_interval(key: str, low: Any, high: Any, *, log: bool, integer: bool) -
                 "use whole ends",
             )
         low, high = int(low), int(high)
+        _check_exact_ints(key, f"interval({low}, {high})", low, high)
     return Interval(low, high, log=log, integer=integer)
 
 

@@ -308,8 +308,99 @@ def test_interrupt_stops_the_running_jobs_and_marks_them_stale(tmp_path):
     never.set()
     assert slots.stopped and slots.started == [0, 1, 2]
     trials = sweep.open().get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
-    assert [t.number for t in trials if t.user_attrs.get(ledger.ATTR_STALE)] == [1, 2]
+    # trial 0 took no time next to its ask, so trial 3 may have been asked ahead: stale, never run
+    assert [t.state for t in trials[:3]] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+    assert [t.state for t in trials[3:]] in ([], [TrialState.FAIL])
+    assert [t.number for t in trials if t.user_attrs.get(ledger.ATTR_STALE)] == list(
+        range(1, len(trials))
+    )
+
+
+class EventSlots(ThreadSlots):
+    """``ThreadSlots`` that log each start, beside a progress that logs each record."""
+
+    def __init__(self, outcome, events: list[tuple[str, int]]) -> None:
+        super().__init__(outcome)
+        self.events = events
+
+    def start(self, jobs):
+        self.events.extend(("started", job.number) for job in jobs)
+        return super().start(jobs)
+
+
+def make_logged_sweep(
+    tmp_path: Path, outcome, **settings
+) -> tuple[Sweep, list[tuple[str, int]], list[threading.Event]]:
+    """An async sweep that logs starts and records; ``recorded[n]`` is set once trial n is."""
+    events: list[tuple[str, int]] = []
+    recorded = [threading.Event() for _ in range(settings["n_trials"])]
+
+    class Progress(ConsoleProgress):
+        def trial_finished(self, study, trial):
+            events.append(("recorded", trial.number))
+            super().trial_finished(study, trial)
+            recorded[trial.number].set()
+
+    sweep, _ = make_async_sweep(tmp_path, outcome, **settings)
+    sweep.slots = EventSlots(outcome, events)
+    sweep.progress = Progress()
+    return sweep, events, recorded
+
+
+def wait_for_trials(sweep: Sweep, n: int) -> None:
+    """Until the ledger holds ``n`` trials (a job thread watching the sweeper)."""
+    for _ in range(1200):
+        if len(sweep.open().get_trials(deepcopy=False)) >= n:
+            return
+        threading.Event().wait(0.05)
+    pytest.fail(f"the ledger never held {n} trials")
+
+
+def test_when_asks_are_slow_next_to_trials_the_next_trial_is_asked_ahead(tmp_path):
+    """Trial 0 takes no time next to an ask: while trials 1 and 2 run, trial 3 is asked, and it
+    starts the moment trial 1 ends, before trial 1 is recorded."""
+
+    def outcome(job):
+        if job.number == 1:
+            wait_for_trials(sweep, 4)  # trial 3 asked while 1 and 2 run
+        if job.number == 2:
+            assert recorded[1].wait(timeout=60)
+        return JobOutcome(value=float(job.number))
+
+    sweep, events, recorded = make_logged_sweep(tmp_path, outcome, n_trials=5, n_jobs=2)
+    study = sweep.run().study
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 5
+    assert events.index(("started", 3)) < events.index(("recorded", 1))
+    assert [n for kind, n in events if kind == "started"] == list(range(5))
+
+
+def test_a_trial_asked_ahead_is_never_run_when_a_failure_stops_the_sweep(tmp_path):
+    """Trial 1 fails once trial 3 was asked ahead: trial 3 is stale and never starts; trial 2
+    still finishes and is recorded."""
+
+    def outcome(job):
+        if job.number == 1:
+            wait_for_trials(sweep, 4)
+            return JobOutcome(failure="CUDA error")
+        if job.number == 2:
+            assert recorded[1].wait(timeout=60)
+        return JobOutcome(value=float(job.number))
+
+    sweep, events, recorded = make_logged_sweep(
+        tmp_path, outcome, n_trials=6, n_jobs=2, max_failure_rate=0.1
+    )
+    with pytest.raises(SweepStopped, match="stopped: 1 of 2 trials failed"):
+        sweep.run()
+    assert [n for kind, n in events if kind == "started"] == [0, 1, 2]
+    trials = sweep.open().get_trials()
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+    ]
+    assert trials[3].user_attrs[ledger.ATTR_STALE]
+    assert "not run" in trials[3].user_attrs[ledger.ATTR_FAIL_REASON]
 
 
 def test_confirmation_runs_fill_the_slots_after_the_search(tmp_path):

@@ -7,23 +7,24 @@ over by changing one ``override /hydra/sweeper:`` line.
 """
 
 import dataclasses
-import typing
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from nemo_rl_sweep.settings import HYDRA_TYPE, SweepSettings
+from nemo_rl_sweep.settings import SweepSettings
 
 
 def _setting_fields() -> list[tuple[str, Any, Any]]:
-    hints = typing.get_type_hints(SweepSettings)
+    """Every key typed Any: a value of the wrong type reaches ``settings.check_types``, which
+    refuses it as one ``Error:`` line (a typed node would fail in Hydra's merge, a multi-line
+    error with exit code 1)."""
     out = []
     for f in dataclasses.fields(SweepSettings):
         if f.default_factory is not dataclasses.MISSING:
             default = dataclasses.field(default_factory=f.default_factory)
         else:
             default = dataclasses.field(default=f.default)
-        out.append((f.name, f.metadata.get(HYDRA_TYPE, hints[f.name]), default))
+        out.append((f.name, Any, default))
     return out
 
 
@@ -39,7 +40,7 @@ NemoRLSweeperConf = dataclasses.make_dataclass(
         ("_recursive_", bool, dataclasses.field(default=False)),
         *_setting_fields(),
         # key -> Hydra sweep string; filled by the search_space config group
-        ("params", dict[str, Any] | None, dataclasses.field(default=None)),
+        ("params", Any, dataclasses.field(default=None)),
         # set by the sweeper for each job so the job can find its ledger trial; not for users
         ("trial_number", int | None, dataclasses.field(default=None)),
     ],

@@ -5,9 +5,10 @@ way to start jobs now and learn their outcome later. Which Hydra launcher can do
 
 - hydra-submitit-launcher (Slurm or local): jobs are submitted through submitit as the launcher
   would, and watched one by one (``submitit_jobs.SubmititJobs``).
-- the joblib launcher: each job is the joblib launcher's own ``execute_job`` in a process of loky's
-  reusable executor (the pool ``joblib.Parallel`` itself uses); ``submit`` returns loky's future at
-  once, where ``Parallel`` would block until the whole batch is back.
+- the joblib launcher: each job is the joblib launcher's own ``execute_job`` in a loky worker
+  process, one single-worker executor per slot (``JoblibProcesses``); ``submit`` returns loky's
+  future at once, where ``Parallel`` would block until the whole batch is back, and a worker that
+  dies takes only its own job with it.
 - ``hydra/launcher=slurm_raysub`` (NeMo RL's ray.sub, one Slurm job per trial): its own runner,
   ``raysub_jobs.RaySubJobs``, which also takes over the jobs of a sweeper that died (``adopt``).
 - the basic launcher runs jobs inside this process, one after another (changing the working folder,
@@ -91,19 +92,24 @@ def _mapped(source: Future[Any], fn: Callable[[Any], JobOutcome]) -> Future[JobO
 
 
 class JoblibProcesses:
-    """Each job in its own worker process of loky's reusable executor, started at once."""
+    """Each job in a worker process of its own single-worker loky executor, started at once.
+
+    One executor per slot, not one pool of ``n_workers``: when a worker dies (the kernel's OOM
+    killer, a segfault in native code), loky breaks its whole executor and fails every job in it;
+    here that is the one job of the dead worker, recorded as killed by its signal, and the slot
+    gets a new executor for its next job. A healthy executor keeps its worker for the next job.
+    """
 
     def __init__(self, launcher: Any, n_workers: int) -> None:
         self.launcher = launcher
         self.n_workers = n_workers
-        self.executor: Any = None
+        self.slots: list[_Worker] = []
         self._logging_ready = False
 
     def submit(self, job_overrides: Sequence[Sequence[str]], first_idx: int) -> list[Future[Any]]:
         from hydra.core.singleton import Singleton
         from hydra.core.utils import configure_log, filter_overrides, setup_globals
         from hydra_plugins.hydra_joblib_launcher._core import execute_job
-        from joblib.externals.loky import get_reusable_executor
 
         launcher = self.launcher
         setup_globals()
@@ -112,29 +118,69 @@ class JoblibProcesses:
             self._logging_ready = True
         threads = str(max((os.cpu_count() or 1) // self.n_workers, 1))
         env = {var: threads for var in _THREAD_VARS if var not in os.environ}
-        # the same executor each call while it is healthy; a new one after a worker died
-        self.executor = get_reusable_executor(max_workers=self.n_workers, env=env)
         state = Singleton.get_state()
         futures = []
         for offset, overrides in enumerate(job_overrides):
             idx = first_idx + offset
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            futures.append(
-                self.executor.submit(
-                    execute_job,
-                    idx,
-                    list(overrides),
-                    launcher.hydra_context,
-                    launcher.config,
-                    launcher.task_function,
-                    state,
-                )
-            )
+            worker = self._free_worker(env)
+            args = (idx, list(overrides), launcher.hydra_context, launcher.config)
+            futures.append(worker.submit(execute_job, *args, launcher.task_function, state))
         return futures
 
+    def _free_worker(self, env: dict[str, str]) -> _Worker:
+        """The slot with the fewest jobs in hand (a capped ``hydra.launcher.n_jobs`` queues);
+        a slot whose worker died gets a new executor."""
+        if len(self.slots) < self.n_workers:
+            self.slots.append(_Worker(env))
+            return self.slots[-1]
+        worker = min(self.slots, key=lambda w: w.pending())
+        if worker.broken():
+            worker.renew(env)
+        return worker
+
     def stop(self) -> None:
+        for worker in self.slots:
+            worker.shutdown()
+
+
+class _Worker:
+    """One slot: a single-worker loky executor and the futures it holds."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.executor: Any = None
+        self.futures: list[Future[Any]] = []
+        self.renew(env)
+
+    def renew(self, env: dict[str, str]) -> None:
+        from joblib.externals.loky import ProcessPoolExecutor
+
         if self.executor is not None:
             self.executor.shutdown(wait=False, kill_workers=True)
+        self.executor = ProcessPoolExecutor(max_workers=1, env=env)
+        self.futures = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future = self.executor.submit(fn, *args)
+        self.futures.append(future)
+        return future
+
+    def pending(self) -> int:
+        self.futures = [f for f in self.futures if not f.done() or _died(f)]
+        return sum(not f.done() for f in self.futures)
+
+    def broken(self) -> bool:
+        return any(f.done() and _died(f) for f in self.futures)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, kill_workers=True)
+
+
+def _died(future: Future[Any]) -> bool:
+    """The job's worker process died (loky's executor is broken from then on)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    return not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
 
 
 def runner_for(launcher: Any, n_jobs: int) -> tuple[JobRunner | None, str]:

@@ -30,11 +30,23 @@ class TimedTask:
         self.task_function = task_function
 
     def __call__(self, cfg: DictConfig) -> Any:
+        from nemo_rl_sweep.job import trial_deadline
+
         start = time.monotonic()
-        value = self.task_function(cfg)
+        with trial_deadline(_trial_timeout_s()):
+            value = self.task_function(cfg)
         duration = time.monotonic() - start
         _write_job_metrics(value, duration)
         return wrap_return(value, duration)
+
+
+def _trial_timeout_s() -> float | None:
+    """The job's ``hydra.sweeper.trial_timeout_s`` (checked by the sweeper before any job)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return OmegaConf.select(HydraConfig.get(), "sweeper.trial_timeout_s", default=None)
 
 
 def _write_job_metrics(value: Any, duration: float) -> None:
@@ -75,6 +87,7 @@ class NemoRLSweeper(Sweeper):
         enqueue: Any,
         warm_start_from: Any,
         confirm: Any,
+        trial_timeout_s: Any = None,
         params: Any = None,
         trial_number: int | None = None,
     ) -> None:
@@ -95,8 +108,9 @@ class NemoRLSweeper(Sweeper):
             enqueue=_container(enqueue),
             warm_start_from=_container(warm_start_from),
             confirm=_container(confirm),
+            trial_timeout_s=trial_timeout_s,
         )
-        self.params = _container(params) or {}
+        self.params = {} if params is None else _container(params)
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -130,13 +144,21 @@ class NemoRLSweeper(Sweeper):
         from dataclasses import replace
         from pathlib import Path
 
+        from nemo_rl_sweep.errors import SweepConfigError
         from nemo_rl_sweep.loop import Sweep
         from nemo_rl_sweep.screening import check_feasible
-        from nemo_rl_sweep.settings import objective_or_default, resolved_strategy
+        from nemo_rl_sweep.settings import check_types, objective_or_default, resolved_strategy
         from nemo_rl_sweep.space import parse_overrides, parse_params
         from nemo_rl_sweep.warm_start import expand_recipe_entries
 
         assert self.config is not None
+        check_types(self.settings)
+        if not isinstance(self.params, dict):
+            raise SweepConfigError(
+                "hydra.sweeper.params",
+                f"must be a mapping of config key to sweep, got {self.params!r}",
+                "e.g. params: {x: 'interval(0, 1)'}",
+            )
         trainer = _trainer_of(self.config)
         strategy = resolved_strategy(self.settings)
         command_line = parse_overrides(arguments)
@@ -169,6 +191,10 @@ class NemoRLSweeper(Sweeper):
             check_feasible(space, sweep.plan.grid_points, self._screen, print)
         if settings.dry_run:
             return _print_dry_run(sweep)
+        from nemo_rl_sweep.ledger import check_writable_folder
+
+        # a read-only or full disk is found here, not by the first job or the first results file
+        check_writable_folder(sweep_dir, "hydra.sweep.dir", f"the sweep folder {sweep_dir}")
         sweep.open()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")

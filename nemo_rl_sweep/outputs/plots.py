@@ -33,6 +33,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nemo_rl_sweep.outputs.files import replaced, replaced_path, write_text
 from nemo_rl_sweep.outputs.format import PREFIX, clean_text, metric_names, short_names
 from nemo_rl_sweep.outputs.importances import METHOD_TITLES
 
@@ -176,7 +177,8 @@ def _write_plots(
                 try:
                     fig = spec.html(snapshot)
                     path = out / f"{spec.name}.html"
-                    fig.write_html(str(path), include_plotlyjs="directory")
+                    with replaced_path(path) as tmp:  # plotly.min.js goes beside it
+                        fig.write_html(str(tmp), include_plotlyjs="directory")
                     written.append(path)
                     figures.append((spec, fig))
                 except Exception as exc:  # noqa: BLE001
@@ -206,7 +208,8 @@ def _save_png(plt: Any, axes: Any, path: Path) -> Path:
     first = np.asarray(axes, dtype=object).flat[0]
     fig = first.figure
     try:
-        fig.savefig(path, dpi=PNG_DPI, bbox_inches="tight")  # long names stay inside
+        with replaced(path, "wb") as fh:
+            fig.savefig(fh, dpi=PNG_DPI, bbox_inches="tight", format="png")  # long names inside
     finally:
         plt.close(fig)
     return path
@@ -226,7 +229,7 @@ def _write_index(study_name: str, figures: Sequence[tuple[PlotSpec, Any]], path:
         parts.append(f"<h2>{html_lib.escape(spec.title)}</h2>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
     parts.append("</body></html>")
-    path.write_text("\n".join(parts), encoding="utf-8")
+    write_text(path, "\n".join(parts))
     return path
 
 
@@ -267,7 +270,8 @@ def plot_front(
             ax.legend(loc="best", fontsize=8)
     fig.suptitle(f"Pareto front: {len(front)} of {len(trials)} completed trials", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=PNG_DPI)
+    with replaced(path, "wb") as fh:
+        fig.savefig(fh, dpi=PNG_DPI, format="png")
     plt.close(fig)
     return path
 

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep import ledger
 from nemo_rl_sweep.confirmation import is_confirmation, study_answer
+from nemo_rl_sweep.outputs.files import replaced, write_text
 from nemo_rl_sweep.outputs.format import (
     direction_names,
     metric_names,
@@ -56,9 +57,7 @@ def write_results(
     values = importances(study)[0] if final else {}
     if values:
         summary["importances"] = values
-    tmp = sweep_dir / (RESULTS_FILE + ".tmp")
-    tmp.write_text(yaml.safe_dump(summary, sort_keys=False))
-    tmp.replace(sweep_dir / RESULTS_FILE)
+    write_text(sweep_dir / RESULTS_FILE, yaml.safe_dump(summary, sort_keys=False))
     return summary
 
 
@@ -121,8 +120,7 @@ def write_trials_csv(study: optuna.Study, trials: list[FrozenTrial], path: Path)
         + [f"metric:{m}" for m in metric_cols]
         + ["duration_s", "job_dir", "fail_reason"]
     )
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
+    with replaced(path, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         for t in trials:
@@ -139,7 +137,6 @@ def write_trials_csv(study: optuna.Study, trials: list[FrozenTrial], path: Path)
                     t.user_attrs.get(ledger.ATTR_FAIL_REASON, ""),
                 ]
             )
-    tmp.replace(path)
 
 
 def _duration(t: FrozenTrial) -> Any:
@@ -205,7 +202,7 @@ def write_pareto_csv(study: optuna.Study, path: str | Path) -> Path:
     path = Path(path)
     trials = pareto_trials(study)
     params = param_names(trials)
-    with path.open("w", newline="") as f:
+    with replaced(path, newline="") as f:
         w = csv.writer(f)
         w.writerow(["number", *metric_names(study), *params])
         for t in trials:

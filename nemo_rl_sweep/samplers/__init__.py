@@ -12,7 +12,7 @@ import importlib
 from nemo_rl_sweep.errors import SweepConfigError
 from nemo_rl_sweep.samplers.rules import StrategyRules
 
-STRATEGY_NAMES: tuple[str, ...] = ("grid", "random", "bayes", "pareto", "optuna")
+STRATEGY_NAMES: tuple[str, ...] = ("grid", "random", "bayes", "multifidelity", "pareto", "optuna")
 
 
 def strategy_rules(name: str) -> StrategyRules:

@@ -85,6 +85,11 @@ class StrategyRules:
     def check_option_values(self, options: Mapping[str, Any], n_objectives: int) -> None:
         """Options whose names are right may still have values the strategy refuses."""
 
+    def pruner_node(self, options: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The ``{_target_: ...}`` pruner this strategy stops trials with (None: the user's choice,
+        ``hydra.sweeper.pruner``); a strategy whose decisions include stopping trials names it."""
+        return None
+
     def make(
         self,
         search_space: dict[str, BaseDistribution],

@@ -2,6 +2,7 @@
 
 import math
 import os
+import signal
 import time
 
 import hydra
@@ -10,6 +11,8 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="toy")
 def main(cfg: DictConfig) -> dict:
+    if cfg.mode == "die_if_big" and cfg.x > cfg.fail_above:  # as the OOM killer or a segfault
+        os.kill(os.getpid(), signal.Signals[cfg.die_signal])
     time.sleep(cfg.sleep)
     if cfg.mode == "raise" or (cfg.mode == "raise_if_big" and cfg.x > cfg.fail_above):
         raise RuntimeError(f"boom at x={cfg.x}")

@@ -1,0 +1,305 @@
+"""strategy: multifidelity: the curve model's data, the stop rule, the sampler, its option checks, and
+a real Hydra sweep on the embedded GRPO trainer (basic launcher and two asynchronous joblib slots)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from nemo_rl_sweep import ledger
+from nemo_rl_sweep.errors import SweepConfigError
+from nemo_rl_sweep.gp.search_space import SpaceEncoding
+from nemo_rl_sweep.pruning import STUDY_ATTR_PRUNER, stored_pruner
+from nemo_rl_sweep.samplers import strategy_rules
+from nemo_rl_sweep.samplers.curves import collect, fidelity
+from nemo_rl_sweep.samplers.multifidelity import PRUNER_TARGET, CurvePruner, MultiFidelitySampler
+from nemo_rl_sweep.settings import SweepSettings, check_settings
+from nemo_rl_sweep.space import parse_params
+from tests.helpers import TRAIN_APP, error_lines, run_app
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = {"x": FloatDistribution(0.0, 1.0)}
+STEPS = list(range(10, 101, 10))
+
+
+def curve(x: float) -> list[float]:
+    """Crossing curves: small x starts slow and ends best (final 1 - x / 2)."""
+    rate = 0.03 + 0.3 * x
+    return [(1.0 - x / 2) * (1.0 - math.exp(-rate * s)) for s in STEPS]
+
+
+def real_study(tmp_path: Path, sampler=None, pruner=None) -> optuna.Study:
+    return optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'ledger.db'}",
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner,
+    )
+
+
+def add(study: optuna.Study, x: float, state: TrialState, last: int = 100) -> None:
+    values = dict(zip(STEPS, curve(x), strict=True))
+    inter = {s: v for s, v in values.items() if s <= last}
+    study.add_trial(
+        create_trial(
+            state=state,
+            params={"x": x},
+            distributions=SPACE,
+            value=values[100] if state == TrialState.COMPLETE else None,
+            intermediate_values=inter,
+        )
+    )
+
+
+# ------------------------------------------------------------------------------ the model's data
+
+
+def test_stopped_trials_are_partial_curves_and_only_complete_ones_are_final(tmp_path):
+    study = real_study(tmp_path)
+    add(study, 0.1, TrialState.COMPLETE)
+    add(study, 0.9, TrialState.PRUNED, last=30)
+    add(study, 0.5, TrialState.FAIL, last=20)
+    trial = study.ask({"x": SPACE["x"]})
+    trial.report(0.05, 10)  # a running trial's validations are data too
+    trials = study.get_trials(deepcopy=False)
+    curves = collect(
+        trials, SPACE, SpaceEncoding(SPACE), sign=1.0, max_step=None, points_per_trial=20
+    )
+    assert curves is not None and curves.max_step == 100
+    assert curves.final_y.tolist() == [curve(0.1)[-1]]
+    fid = curves.X[:, -1]
+    # 9 validations before the end + 1 final of the complete trial, 3 of the pruned, 1 running
+    assert len(curves.y) == 14
+    pruned = np.isclose(curves.X[:, 0], 0.9)
+    assert pruned.sum() == 3 and fid[pruned].max() == pytest.approx(fidelity(30, 100))
+    assert fidelity(30, 100) < 1
+    assert not np.isclose(curves.X[:, 0], 0.5).any()  # a failed trial is no evidence
+    assert (fid == 1.0).sum() == 1
+    # minimising: the model sees -value
+    neg = collect(
+        trials, SPACE, SpaceEncoding(SPACE), sign=-1.0, max_step=None, points_per_trial=20
+    )
+    assert np.allclose(neg.y, -curves.y)
+
+
+def test_many_validations_are_thinned_to_the_last_and_an_even_spread(tmp_path):
+    study = real_study(tmp_path)
+    add(study, 0.2, TrialState.COMPLETE)
+    curves = collect(
+        study.get_trials(), SPACE, SpaceEncoding(SPACE), sign=1.0, max_step=None, points_per_trial=4
+    )
+    steps = sorted(round(math.expm1(f * math.log1p(100))) for f in curves.X[:, -1])
+    assert steps == [10, 40, 60, 90, 100]  # 4 validations before the end, then the final value
+
+
+# ---------------------------------------------------------------------------------- the stop rule
+
+
+def test_the_pruner_stops_a_hopeless_curve_and_keeps_a_promising_one(tmp_path):
+    pruner = CurvePruner(min_complete=3)
+    study = real_study(tmp_path, pruner=pruner)
+    for x in (0.0, 0.05, 0.3, 0.6, 0.9, 1.0):
+        add(study, x, TrialState.COMPLETE)
+    hopeless = study.ask({"x": SPACE["x"]})
+    for step in (10, 20, 30):
+        hopeless.report(0.01 * step / 10, step)  # far below every curve seen
+    assert hopeless.should_prune()
+    assert pruner.last_log_ratio < 0
+
+
+def test_the_pruner_keeps_a_slow_starter_where_the_model_expects_the_best_final_values(tmp_path):
+    pruner = CurvePruner(min_complete=3)
+    study = real_study(tmp_path, pruner=pruner)
+    for x in (0.3, 0.6, 0.9, 1.0):  # the finals rise as x falls; nothing below 0.3 was tried
+        add(study, x, TrialState.COMPLETE)
+    study.enqueue_trial({"x": 0.02})
+    slow = study.ask({"x": SPACE["x"]})
+    assert slow.params["x"] == 0.02
+    slow_curve = curve(0.02)
+    assert slow_curve[0] < curve(0.3)[0]  # it starts below every finished run
+    for step, value in zip(STEPS[:3], slow_curve[:3], strict=True):
+        slow.report(value, step)
+    assert not slow.should_prune()
+    assert pruner.last_log_ratio > 0
+
+
+def test_the_pruner_waits_for_min_complete_whole_runs(tmp_path):
+    pruner = CurvePruner(min_complete=3)
+    study = real_study(tmp_path, pruner=pruner)
+    for x in (0.0, 0.5):
+        add(study, x, TrialState.COMPLETE)
+    trial = study.ask({"x": SPACE["x"]})
+    trial.report(0.0, 10)
+    assert not trial.should_prune()
+    assert pruner.last_log_ratio is None  # no model was fitted
+
+
+def test_minimisation_stops_the_curve_that_stays_high(tmp_path):
+    pruner = CurvePruner(min_complete=3)
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'ledger.db'}", direction="minimize", pruner=pruner
+    )
+    for x in (0.0, 0.3, 0.6, 1.0):
+        values = [1.0 - v for v in curve(x)]
+        study.add_trial(
+            create_trial(
+                params={"x": x},
+                distributions=SPACE,
+                value=values[-1],
+                intermediate_values=dict(zip(STEPS, values, strict=True)),
+            )
+        )
+    bad = study.ask({"x": SPACE["x"]})
+    for step in (10, 20, 30):
+        bad.report(1.5, step)
+    assert bad.should_prune()
+
+
+# ------------------------------------------------------------------------------------ the sampler
+
+
+def test_the_sampler_proposes_from_curves_and_never_repeats(tmp_path):
+    sampler = MultiFidelitySampler(SPACE, seed=0, n_startup_trials=3)
+    study = real_study(tmp_path, sampler=sampler)
+    for x in (0.1, 0.5, 0.9):
+        add(study, x, TrialState.COMPLETE)
+    for x in (0.7, 0.8, 0.95):
+        add(study, x, TrialState.PRUNED, last=20)
+    seen = {t.params["x"] for t in study.trials}
+    xs = []
+    for _ in range(3):
+        trial = study.ask(SPACE)
+        x = trial.params["x"]
+        assert x not in seen
+        seen.add(x)
+        xs.append(x)
+        values = curve(x)
+        for step, value in zip(STEPS, values, strict=True):
+            trial.report(value, step)
+        study.tell(trial, values[-1])
+    # the best final values are at small x (slow starters): the model goes there, not where the
+    # early values are high
+    assert min(xs) < 0.3
+
+
+def test_the_sampler_conditions_on_running_trials(tmp_path):
+    sampler = MultiFidelitySampler(SPACE, seed=1, n_startup_trials=3)
+    study = real_study(tmp_path, sampler=sampler)
+    for x in (0.1, 0.5, 0.9):
+        add(study, x, TrialState.COMPLETE)
+    first = study.ask(SPACE)
+    second = study.ask(SPACE)  # the first is RUNNING with no value: not asked for again
+    assert abs(first.params["x"] - second.params["x"]) > 1e-3
+
+
+# ------------------------------------------------------------------------------- options, settings
+
+
+def plan(**kwargs):
+    space = parse_params({"x": "interval(0, 1)"})
+    return check_settings(SweepSettings(strategy="multifidelity", **kwargs), space)
+
+
+def test_the_strategy_records_its_own_pruner():
+    p = plan(strategy_options={"stop_ratio": 2.0, "min_complete": 2})
+    assert isinstance(p.sampler, MultiFidelitySampler)
+    assert isinstance(p.pruner, CurvePruner) and p.pruner.stop_ratio == 2.0
+    assert p.pruner_node == {"_target_": PRUNER_TARGET, "stop_ratio": 2.0, "min_complete": 2}
+    assert strategy_rules("bayes").pruner_node({}) is None
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"stop_ratio": 0}, "strategy_options.stop_ratio"),
+        ({"stop_ratio": "low"}, "strategy_options.stop_ratio"),
+        ({"tolerance": -0.1}, "strategy_options.tolerance"),
+        ({"min_complete": 0}, "strategy_options.min_complete"),
+        ({"max_step": 2.5}, "strategy_options.max_step"),
+        ({"n_startup_trials": 0}, "strategy_options.n_startup_trials"),
+        ({"patience": 3}, "strategy_options"),
+    ],
+)
+def test_bad_options_are_one_clear_error(options, key):
+    with pytest.raises(SweepConfigError) as err:
+        plan(strategy_options=options)
+    line = str(err.value)
+    assert line.startswith(f"hydra.sweeper.{key}") and "Fix:" in line
+    assert "\n" not in line
+
+
+def test_a_second_pruner_and_several_objectives_are_refused():
+    median = {"_target_": "optuna.pruners.MedianPruner"}
+    with pytest.raises(SweepConfigError, match=r"hydra\.sweeper\.pruner: strategy multifidelity"):
+        plan(pruner=median)
+    with pytest.raises(SweepConfigError, match="one objective"):
+        plan(metric=["a", "b"], direction=["maximize", "minimize"])
+
+
+# ------------------------------------------------------------------------- real Hydra sweeps
+
+
+def run_train(cwd: Path, *args: str):
+    return run_app(
+        TRAIN_APP,
+        [
+            "--multirun",
+            "hpo=multifidelity",
+            "grpo.max_num_steps=30",
+            "hydra.sweeper.seed=0",
+            "hydra.sweeper.strategy_options.n_startup_trials=3",
+            "hydra.sweeper.strategy_options.min_complete=2",
+            *args,
+        ],
+        cwd,
+    )
+
+
+def ledger_study(cwd: Path) -> optuna.Study:
+    storage = "sqlite:///" + str(cwd / "multirun" / ledger.DEFAULT_LEDGER_FILE)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"]], ids=["basic", "joblib"]
+)
+def test_train_py_runs_the_strategy_on_the_embedded_trainer(tmp_path, launcher):
+    proc = run_train(
+        tmp_path,
+        "hydra.sweeper.n_trials=7",
+        # two learning rates that learn, then ones far too small to learn anything in 30 steps
+        "hydra.sweeper.enqueue=[{policy.optimizer.kwargs.lr: 0.01}, "
+        "{policy.optimizer.kwargs.lr: 0.03}, {policy.optimizer.kwargs.lr: 0.0001}, "
+        "{policy.optimizer.kwargs.lr: 0.00011}]",
+        *launcher,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = ledger_study(tmp_path)
+    assert study.user_attrs[STUDY_ATTR_PRUNER]["_target_"] == PRUNER_TARGET
+    assert isinstance(stored_pruner(study), CurvePruner)
+    trials = study.trials
+    assert len(trials) == 7
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    for t in trials:
+        assert set(t.intermediate_values) <= {10, 20, 30} and t.intermediate_values
+        if t.state == TrialState.PRUNED:
+            assert t.last_step < 30
+    assert trials[0].state == trials[1].state == TrialState.COMPLETE  # min_complete whole runs
+    # the learning rates that cannot learn are stopped by the model, not trained to the end
+    assert TrialState.PRUNED in {trials[2].state, trials[3].state}
+
+
+def test_bad_option_stops_train_py_before_any_job(tmp_path):
+    proc = run_train(tmp_path, "hydra.sweeper.strategy_options.stop_ratio=-1")
+    assert proc.returncode != 0
+    (line,) = error_lines(proc)
+    assert line.startswith("Error: hydra.sweeper.strategy_options.stop_ratio:")
+    assert not (tmp_path / "multirun" / ledger.DEFAULT_LEDGER_FILE).exists()
