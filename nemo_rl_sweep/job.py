@@ -91,30 +91,38 @@ class TrialLink:
 
     def reporter(self) -> Reporter:
         """Reports ``metric`` at each validation and raises ``optuna.TrialPruned`` when told to stop."""
-        import math
+        from nemo_rl_sweep.ledger import open_trial
 
-        import optuna
-
-        from nemo_rl_sweep.ledger import ATTR_CONFIRMATION, open_trial
-        from nemo_rl_sweep.pruning import stored_pruner
-
-        trial = open_trial(self.storage, self.study_name, self.trial_number)
-        # the sweep's pruner, not the MedianPruner Optuna gives a study loaded without one; none
-        # for a confirmation run, whose whole run is what it is there for
-        confirming = bool(trial.user_attrs.get(ATTR_CONFIRMATION))
-        trial.study.pruner = (
-            optuna.pruners.NopPruner() if confirming else stored_pruner(trial.study)
+        return trial_reporter(
+            open_trial(self.storage, self.study_name, self.trial_number), self.metric
         )
 
-        def report(step: int, metrics: Mapping[str, float]) -> None:
-            value = metrics.get(self.metric)
-            if value is None or not math.isfinite(float(value)):
-                return
-            trial.report(float(value), int(step))
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at step {step} with {self.metric}={value:.6g}")
 
-        return report
+def trial_reporter(trial: Any, metric: str) -> Reporter:
+    """``report(step, metrics)`` for a live ledger trial: ``metric`` becomes an intermediate value,
+    and ``optuna.TrialPruned`` is raised when the sweep's pruner says stop. A job uses it through
+    ``TrialLink``; the ray.sub trial mode, which watches jobs from the sweeper, directly."""
+    import math
+
+    import optuna
+
+    from nemo_rl_sweep.ledger import ATTR_CONFIRMATION
+    from nemo_rl_sweep.pruning import stored_pruner
+
+    # the sweep's pruner, not the MedianPruner Optuna gives a study loaded without one; none
+    # for a confirmation run, whose whole run is what it is there for
+    confirming = bool(trial.user_attrs.get(ATTR_CONFIRMATION))
+    trial.study.pruner = optuna.pruners.NopPruner() if confirming else stored_pruner(trial.study)
+
+    def report(step: int, metrics: Mapping[str, float]) -> None:
+        value = metrics.get(metric)
+        if value is None or not math.isfinite(float(value)):
+            return
+        trial.report(float(value), int(step))
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {step} with {metric}={value:.6g}")
+
+    return report
 
 
 def link_from_hydra() -> TrialLink | None:

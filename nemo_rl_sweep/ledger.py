@@ -45,6 +45,7 @@ ATTR_STALE = "stale"
 ATTR_OWNER = "sweeper"
 ATTR_COPIED_FROM = "copied_from"  # warm start: "<study>#<number>" of the trial copied
 ATTR_CONFIRMATION = "confirmation"  # a re-run of a search configuration with a new seed
+ATTR_SLURM_JOB = "slurm_job_id"  # the ray.sub trial mode: the Slurm job that runs the trial
 STUDY_ATTR_STRATEGY = "nemo_rl_sweep.strategy"
 STUDY_ATTR_SPACE = "nemo_rl_sweep.search_space"
 STUDY_ATTR_FREED_BYTES = "nemo_rl_sweep.checkpoints_freed_bytes"  # trainer.checkpoints=best|none
@@ -390,6 +391,33 @@ def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
             if mark_stale(study, trial, reason):
                 stale.append(trial)
     return stale
+
+
+def orphaned_slurm_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """RUNNING trials whose sweeper died while their own Slurm job (ray.sub trial mode) may still
+    run: a new sweeper takes them over (``take_over``) and watches the job again instead of
+    marking them stale, so no GPU-hour already spent is spent twice. Decided on the trial's
+    Slurm job id and the same dead-owner rule as ``fail_stale_trials``."""
+    return [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if trial.user_attrs.get(ATTR_SLURM_JOB)
+        and trial.user_attrs.get(ATTR_OWNER)
+        and _owner_is_dead(str(trial.user_attrs[ATTR_OWNER]))
+    ]
+
+
+def take_over(study: optuna.Study, trial: FrozenTrial) -> optuna.Trial:
+    """Make this process the owner of a RUNNING trial; its live handle, to record its end."""
+    live = optuna.Trial(study, trial._trial_id)
+    live.set_user_attr(ATTR_OWNER, owner_tag())
+    return live
+
+
+def trial_of(study: optuna.Study, number: int) -> optuna.Trial:
+    """The live handle of trial ``number`` of ``study``."""
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(number))
+    return optuna.Trial(study, trial_id)
 
 
 def mark_stale(study: optuna.Study, trial: optuna.Trial | FrozenTrial, reason: str) -> bool:

@@ -84,6 +84,9 @@ class JobSlots(Protocol):
     def stop(self) -> None:
         """End every job still running (Ctrl-C, SIGTERM); their futures are abandoned."""
 
+    # optional: ``adopt(jobs) -> futures | None``, to watch again the jobs of trials whose
+    # sweeper died while the jobs live on (the ray.sub trial mode's Slurm jobs)
+
 
 @dataclass
 class SweepResult:
@@ -203,6 +206,7 @@ class Sweep:
                 own_storage_url=self.storage_url,
                 message=self.progress.message,
             )
+        adopted = self._adopt(study)
         stale = ledger.fail_stale_trials(study)
         if stale:
             self.progress.message(
@@ -221,7 +225,7 @@ class Sweep:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         try:
             with sigterm_as_interrupt():
-                self._run_phase(study, self.claims)
+                self._run_phase(study, self.claims, adopted)
                 if self.plan.confirm is not None:
                     self._run_phase(study, self._confirmation_claims(study))
         finally:
@@ -242,10 +246,35 @@ class Sweep:
 
     # ------------------------------------------------------------------------------ the modes
 
-    def _run_phase(self, study: optuna.Study, claims: Claims) -> None:
+    def _adopt(self, study: optuna.Study) -> dict[Future[JobOutcome], optuna.Trial]:
+        """Trials of a sweeper that died, whose jobs the slots can watch again: taken over (not
+        failed, not re-run; they count toward n_trials as before) and recorded as they end."""
+        adopt = getattr(self.slots, "adopt", None)
+        orphans = ledger.orphaned_slurm_trials(study) if adopt is not None else []
+        if not orphans:
+            return {}
+        jobs = [
+            TrialJob(t.number, list(t.user_attrs.get(ledger.ATTR_OVERRIDES, []))) for t in orphans
+        ]
+        futures = adopt(jobs)
+        if futures is None:  # these slots cannot watch Slurm jobs: the trials go stale as usual
+            return {}
+        live = [ledger.take_over(study, t) for t in orphans]
+        self.progress.message(
+            f"{len(orphans)} trial(s) of a sweeper that stopped still have their Slurm job; "
+            "watching them again: " + ", ".join(str(t.number) for t in orphans)
+        )
+        return dict(zip(futures, live, strict=True))
+
+    def _run_phase(
+        self,
+        study: optuna.Study,
+        claims: Claims,
+        adopted: dict[Future[JobOutcome], optuna.Trial] | None = None,
+    ) -> None:
         """Run trials until ``claims`` leave no room: in ``n_jobs`` slots, or in batches."""
         if self.slots is not None:
-            self._run_async(study, claims, self.slots)
+            self._run_async(study, claims, self.slots, adopted or {})
         else:
             self._run_batches(study, claims)
 
@@ -268,15 +297,29 @@ class Sweep:
         except KeyboardInterrupt:
             self._interrupted(study, [])
 
-    def _run_async(self, study: optuna.Study, claims: Claims, slots: JobSlots) -> None:
+    def _run_async(
+        self,
+        study: optuna.Study,
+        claims: Claims,
+        slots: JobSlots,
+        adopted: dict[Future[JobOutcome], optuna.Trial],
+    ) -> None:
         """Fill the free slots, wait for the first trial to end, record it, fill again.
 
         Work that need not delay a start (rewriting the result files, asking one trial ahead when
         asks are slow next to trials: ``ask_ahead``) is done only while no ended trial waits. A
         trial asked ahead starts before the trial whose slot it takes is recorded, unless that one
-        failed (a failure may stop the sweep: then no new trial starts).
+        failed (a failure may stop the sweep: then no new trial starts). The ``adopted`` trials of
+        a sweeper that died hold their slots until they end.
         """
         state = _SlotState()
+        now = time.monotonic()
+        for future, trial in adopted.items():
+            self.progress.trial_started(
+                trial.number, trial.user_attrs.get(ledger.ATTR_OVERRIDES, [])
+            )
+            state.running[future], state.started[future] = trial, now
+            state.unrecorded[trial.number] = trial
         pace = AskPace()
         stopped: SweepStopped | None = None
         unwritten, written = False, -_WRITE_EVERY_S  # written: when the files were last rewritten

@@ -467,3 +467,54 @@ def test_a_dry_run_preview_shows_only_trials_that_pass_the_screen(tmp_path):
     )
     assert sweep.preview(5) == [["n=2"], ["n=4"]]
     assert not (tmp_path / "nemo_rl_sweep.db").exists()
+
+
+# ------------------------------------------------------------------- a dead sweeper's Slurm jobs
+
+
+class AdoptingSlots(ThreadSlots):
+    """Slots that can watch again the jobs of a dead sweeper's trials (the ray.sub trial mode)."""
+
+    def __init__(self, outcome) -> None:
+        super().__init__(outcome)
+        self.adopted: list[int] = []
+
+    def adopt(self, jobs):
+        self.adopted.extend(job.number for job in jobs)
+        return self.start(jobs)
+
+
+def orphan_on_slurm(sweep: Sweep) -> int:
+    """A RUNNING trial whose sweeper (on this host) died while its Slurm job runs on."""
+    from tests.test_ledger import _dead_pid
+
+    study = sweep.open()
+    trial = sweep._ask(study, sweep.claims)
+    host, boot, _ = ledger.owner_tag().split(":")
+    trial.set_user_attr(ledger.ATTR_OWNER, f"{host}:{boot}:{_dead_pid()}")
+    trial.set_user_attr(ledger.ATTR_SLURM_JOB, "1234")
+    return trial.number
+
+
+def test_a_dead_sweepers_slurm_trials_are_adopted_not_run_again(tmp_path):
+    slots = AdoptingSlots(lambda job: JobOutcome(value=0.5))
+    sweep = make_sweep(tmp_path, lambda job: pytest.fail("batch launch"), n_trials=3, n_jobs=2)
+    sweep.slots = slots
+    orphan = orphan_on_slurm(sweep)
+    study = sweep.run().study
+    trials = study.get_trials()
+    assert len(trials) == 3 and [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert slots.adopted == [orphan] and slots.started.count(orphan) == 1
+    assert not trials[orphan].user_attrs.get(ledger.ATTR_STALE)
+    assert trials[orphan].user_attrs[ledger.ATTR_OWNER] == ledger.owner_tag()
+
+
+def test_slots_that_cannot_adopt_leave_the_trial_stale_as_before(tmp_path):
+    sweep, slots = make_async_sweep(
+        tmp_path, lambda job: JobOutcome(value=0.5), n_trials=3, n_jobs=2
+    )
+    orphan = orphan_on_slurm(sweep)
+    trials = sweep.run().study.get_trials()
+    assert trials[orphan].state == TrialState.FAIL
+    assert trials[orphan].user_attrs[ledger.ATTR_STALE] is True
+    assert orphan not in slots.started and len(slots.started) == 3

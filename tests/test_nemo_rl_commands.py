@@ -36,6 +36,13 @@ EXPECTED: dict[str, tuple[str, dict[str, str]] | None] = {
     ),
     f"{BASE} hpo=bayes trainer=nemo_rl recipe=grpo_math_1B hydra/launcher=slurm_nemo_rl "
     "hydra.launcher.partition=batch hydra.sweeper.n_jobs=4": (GRPO, GRPO_LLM),
+    # a two-node recipe through ray.sub (the dry run shows the submission, Slurm is not asked)
+    f"{BASE} hpo=bayes trainer=nemo_rl recipe=grpo_math_8B cluster.num_nodes=2 "
+    "hydra/launcher=slurm_raysub hydra.launcher.account=my_acct hydra.launcher.partition=batch "
+    "hydra.sweeper.n_jobs=4": (GRPO, GRPO_LLM),
+    f"{BASE} hpo=bayes trainer=nemo_rl recipe=grpo_math_8B cluster.num_nodes=2 "
+    "hydra/launcher=slurm_raysub hydra.launcher.account=my_acct hydra.launcher.partition=batch "
+    "hydra.launcher.time=8:00:00 hydra.sweeper.n_jobs=4": (GRPO, GRPO_LLM),
     "python train.py trainer=nemo_rl trainer.checkout=$HOME/RL recipe=grpo_math_1B "
     "'hydra.searchpath=[nemorl://'$HOME'/RL/examples/configs]'": None,
     "python train.py trainer=nemo_rl recipe=grpo_math_1B --cfg job": None,
@@ -132,11 +139,13 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (examples / "configs").symlink_to(NEMO_RL_CONFIGS)
     for script in ("run_grpo.py", "run_sft.py", "run_dpo.py"):
         (examples / script).write_text("raise SystemExit('not run in these tests')\n")
+    (home / "RL" / "ray.sub").write_text("exit 1  # not submitted in these tests\n")
     return home
 
 
 def run_documented(command: str, home: Path, cwd: Path):
     env = {"HOME": str(home), "NEMO_RL_DIR": str(home / "RL"), "PWD": str(cwd)}
+    env["CONTAINER"] = "/images/nemo_rl.sqsh"  # the docs export it for hydra/launcher=slurm_raysub
     expanded = command.replace("$HOME", str(home)).replace("$PWD", str(cwd))
     argv = shlex.split(expanded)
     assert argv[:2] == ["python", "train.py"]

@@ -9,6 +9,8 @@ way to start jobs now and learn their outcome later. Which Hydra launcher can do
   process, one single-worker executor per slot (``JoblibProcesses``); ``submit`` returns loky's
   future at once, where ``Parallel`` would block until the whole batch is back, and a worker that
   dies takes only its own job with it.
+- ``hydra/launcher=slurm_raysub`` (NeMo RL's ray.sub, one Slurm job per trial): its own runner,
+  ``raysub_jobs.RaySubJobs``, which also takes over the jobs of a sweeper that died (``adopt``).
 - the basic launcher runs jobs inside this process, one after another (changing the working folder,
   logging and Hydra's job config as it goes), so it cannot run two at once: it keeps batches, and the
   sweep's first lines say so. Any other launcher keeps batches too.
@@ -65,6 +67,14 @@ class HydraSlots:
 
     def stop(self) -> None:
         self.runner.stop()
+
+    def adopt(self, jobs: Sequence[TrialJob]) -> list[Future[JobOutcome]] | None:
+        """Watch again the running jobs of trials a dead sweeper started, where the runner can
+        (the ray.sub trial mode: its jobs live on in Slurm); None where it cannot."""
+        adopt = getattr(self.runner, "adopt", None)
+        if adopt is None:
+            return None
+        return [_mapped(ret, self.outcome_of) for ret in adopt(self.overrides_of(jobs))]
 
 
 def _mapped(source: Future[Any], fn: Callable[[Any], JobOutcome]) -> Future[JobOutcome]:
@@ -175,8 +185,11 @@ def _died(future: Future[Any]) -> bool:
 
 def runner_for(launcher: Any, n_jobs: int) -> tuple[JobRunner | None, str]:
     """A runner that starts one job at a time on ``launcher``, or None and why it keeps batches."""
+    from hydra_plugins.nemo_rl_sweeper.raysub_launcher import RaySubLauncher
     from hydra_plugins.nemo_rl_sweeper.submitit_jobs import SubmititJobs, is_submitit
 
+    if isinstance(launcher, RaySubLauncher):
+        return launcher.jobs(), ""
     if is_submitit(launcher):
         return SubmititJobs(launcher), ""
     name = type(launcher).__name__

@@ -299,6 +299,9 @@ class NemoRLSweeper(Sweeper):
                 self.settings.direction,
                 trials_at_once=_trials_at_once(self.config, self.settings.n_jobs),
             )
+            check_launcher = getattr(self.launcher, "check_trial", None)
+            if check_launcher is not None:  # the ray.sub trial mode: its files, then Slurm
+                check_launcher(trial_cfg, ask_slurm=not self.settings.dry_run)
         return trial_cfg
 
     def _slots(self, n_jobs: int) -> tuple[Any, str]:

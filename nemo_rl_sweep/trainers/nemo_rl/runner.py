@@ -86,6 +86,7 @@ __all__ = [
     "RunnerSettings",
     "prepare_recipe",
     "read_final_metrics",
+    "ValidationProgress",
     "run_nemo_rl_trial",
 ]
 
@@ -335,14 +336,14 @@ def _numbers(info: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-class _Progress:
+class ValidationProgress:
     """Turns the growing files of a run into new validation results, each reported once."""
 
     def __init__(self, job_dir: Path, objective: Objective) -> None:
         self.objective = objective
         self.scalars = ScalarLog(job_dir / "logs")
         self.checkpoint_dir = job_dir / "checkpoints"
-        self._reported: set[int] = set()
+        self.reported: set[int] = set()
 
     def new_validations(self) -> list[tuple[int, dict[str, float]]]:
         first = self.objective.tags[0]
@@ -351,13 +352,13 @@ class _Progress:
         if self.objective.source == "tensorboard":
             prefix = first.split("/", 1)[0] + "/" if "/" in first else first
             for step, _ in self.scalars.series(first):
-                if step not in self._reported:
-                    self._reported.add(step)
+                if step not in self.reported:
+                    self.reported.add(step)
                     out.append((step, self.scalars.at_step(step, prefix)))
         else:
             for step, info in _checkpoints(self.checkpoint_dir):
-                if step not in self._reported and first in info:
-                    self._reported.add(step)
+                if step not in self.reported and first in info:
+                    self.reported.add(step)
                     out.append((step, _numbers(info)))
         return out
 
@@ -599,7 +600,7 @@ def _run_script(
     on_validation: OnValidation | None,
 ) -> int:
     """Run the script to its end, handing new validations over; its exit code."""
-    progress = _Progress(job_dir, settings.objective)
+    progress = ValidationProgress(job_dir, settings.objective)
     shown = " ".join(f"{k}={env[k]}" for k in ("CUDA_VISIBLE_DEVICES", "RAY_TMPDIR") if k in env)
     with open(log_file, "ab") as log:
         log.write(f"$ cd {settings.checkout} && {shown} {' '.join(argv)}\n".encode())

@@ -18,7 +18,8 @@ The numbers are a known function of the learning rate and the step (``value``), 
 tell which trial's numbers it reads. What the script saw is printed (``standin: key=value``) to
 its log: the GPUs, Ray's temp folder, the tracker names. With ``STANDIN_BARRIER_DIR`` and
 ``STANDIN_BARRIER_COUNT`` set, it waits after starting until that many runs have started, so a
-test can prove runs overlapped.
+test can prove runs overlapped. ``STANDIN_STEP_S`` (seconds per training step, default 0) makes a
+run last long enough to be watched, cancelled or requeued while it runs.
 """
 
 from __future__ import annotations
@@ -135,7 +136,9 @@ def main(algorithm: str) -> None:
         writer.add_event(event_pb2.Event(step=step, wall_time=time.time(), summary=summary))
 
     tag = METRICS[algorithm][0]
+    step_s = float(os.environ.get("STANDIN_STEP_S", "0"))
     for step in range(start + 1, section["max_num_steps"] + 1):
+        time.sleep(step_s)
         scalar("train/loss", 1.0 / step, step)
         if section["val_period"] > 0 and step % section["val_period"] == 0:
             scalar(tag, value(algorithm, lr, step), step)
