@@ -17,9 +17,11 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nemo_rl_sweep.errors import SweepConfigError
 
 DEFAULT_LEDGER_FILE = "nemo_rl_sweep.db"
+SQLITE_TIMEOUT_S = 120  # how long a SQLite write waits for the file's lock before it fails
 
 # user attribute names, shared with the report and the dashboard
 ATTR_OVERRIDES = "overrides"
@@ -44,6 +47,9 @@ ATTR_STALE = "stale"
 ATTR_OWNER = "sweeper"
 ATTR_COPIED_FROM = "copied_from"  # warm start: "<study>#<number>" of the trial copied
 ATTR_CONFIRMATION = "confirmation"  # a re-run of a search configuration with a new seed
+ATTR_HEARTBEAT = (
+    "nemo_rl_sweep.heartbeat"  # system attr: a journal trial's last heartbeat (epoch s)
+)
 STUDY_ATTR_STRATEGY = "nemo_rl_sweep.strategy"
 STUDY_ATTR_SPACE = "nemo_rl_sweep.search_space"
 STUDY_ATTR_FREED_BYTES = "nemo_rl_sweep.checkpoints_freed_bytes"  # trainer.checkpoints=best|none
@@ -67,11 +73,21 @@ def absolute_storage_url(url: str, base_dir: str | os.PathLike[str]) -> str:
     return url
 
 
-def open_storage(url: str) -> BaseStorage:
+@dataclass(frozen=True)
+class HeartbeatTiming:
+    """How often a sweeper says its running trials are alive, and how long silence means dead."""
+
+    interval_s: int
+    grace_s: int
+
+
+def open_storage(url: str, heartbeat: HeartbeatTiming | None = None) -> BaseStorage:
     """An Optuna storage for ``url``: any SQLAlchemy URL, or ``journal:<file>`` for a journal file.
 
     SQLite gets a long lock timeout because jobs write intermediate values while the sweeper writes
-    results; a journal file is the safer choice on a shared cluster file system.
+    results; a journal file is the safer choice on a shared cluster file system. With ``heartbeat``
+    a database storage (SQLite included) runs Optuna's own heartbeat (``heartbeat_interval``,
+    ``grace_period``), timed by the database's clock, so hosts whose clocks differ agree.
     """
     if not isinstance(url, str) or not url.strip():
         raise SweepConfigError(
@@ -103,7 +119,10 @@ def open_storage(url: str) -> BaseStorage:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    if heartbeat is not None:
+        kwargs["heartbeat_interval"] = heartbeat.interval_s
+        kwargs["grace_period"] = heartbeat.grace_s
     try:
         with _creation_lock(url):
             return _rdb_storage(url, kwargs)
@@ -120,7 +139,9 @@ def _rdb_storage(url: str, kwargs: dict[str, Any], attempts: int = 5) -> BaseSto
 
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **kwargs)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
             if attempt == attempts - 1:
                 raise
@@ -148,12 +169,15 @@ def exclusive_ask(url: str) -> Iterator[None]:
     a journal file do not, so two sweepers could both take the same trial, run one grid point twice
     and fail on the second ``tell``. For those storages the asks of all processes take turns.
     """
-    path = _file_of(url)
-    if path is None:
-        yield
-        return
-    with _file_lock(path + ".ask.lock"):
-        yield
+    with warnings.catch_warnings():
+        # the sweeper beats for its trials itself (``Heartbeat``), not through Study.optimize
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        path = _file_of(url)
+        if path is None:
+            yield
+            return
+        with _file_lock(path + ".ask.lock"):
+            yield
 
 
 def _file_of(url: str) -> str | None:
@@ -249,20 +273,106 @@ def _owner_is_dead(owner: str) -> bool:
     return False
 
 
-def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Mark RUNNING trials whose sweeper process is gone as failed (and stale, so they are re-run).
+def fail_stale_trials(study: optuna.Study, heartbeat: Heartbeat | None = None) -> list[FrozenTrial]:
+    """Mark RUNNING trials whose sweeper is gone as failed (and stale, so they are re-run).
 
-    A trial belongs to the sweeper that asked for it (host and pid). Trials of a live sweeper, here or
-    on another host, are left alone: they are another sweeper's work in progress.
+    A trial belongs to the sweeper that asked for it (host and pid). On this host a sweeper is gone
+    when its process is; on any host, with heartbeats on, when it has been silent for longer than
+    the grace period. Trials of a live sweeper, here or on another host, are left alone: they are
+    another sweeper's work in progress; so are this sweeper's own (``heartbeat``'s).
     """
+    silent = heartbeat.silent_trial_ids() if heartbeat is not None else set()
     stale = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get(ATTR_OWNER)
         if owner and _owner_is_dead(owner):
             reason = "its sweeper stopped while the trial was running (a grid point runs again)"
-            if mark_stale(study, trial, reason):
-                stale.append(trial)
+        elif trial._trial_id in silent:
+            reason = (
+                f"its sweeper ({owner or 'unknown'}) sent no heartbeat for over "
+                f"{heartbeat.timing.grace_s} s while the trial was running (a grid point runs "
+                "again)"
+            )
+        else:
+            continue
+        if mark_stale(study, trial, reason):
+            stale.append(trial)
     return stale
+
+
+class Heartbeat:
+    """A sweeper's pulse for the trials it runs, so a sweeper on another host can tell it died.
+
+    A background thread records a heartbeat for each running trial every ``interval_s``. Database
+    storages (SQLite included) use Optuna's heartbeat table, timed by the database's clock; Optuna
+    5.1's journal storage has no heartbeat, so there the time of this host goes into a trial system
+    attribute. ``silent_trial_ids`` are the RUNNING trials of other sweepers silent for longer
+    than ``grace_s``; trials that never had a heartbeat (older sweepers) are never among them.
+    """
+
+    def __init__(self, study: optuna.Study, timing: HeartbeatTiming) -> None:
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+
+        self.study = study
+        self.timing = timing
+        self._storage = study._storage
+        self._optuna = is_heartbeat_enabled(self._storage)
+        self._ids: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        self._thread = threading.Thread(target=self._run, name="ledger-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def add(self, trial: optuna.Trial | FrozenTrial) -> None:
+        """Beat for ``trial`` from now on (one beat at once: a trial is never without one)."""
+        with self._lock:
+            self._ids.add(trial._trial_id)
+        self._beat([trial._trial_id])
+
+    def discard(self, trial: optuna.Trial | FrozenTrial) -> None:
+        with self._lock:
+            self._ids.discard(trial._trial_id)
+
+    def silent_trial_ids(self) -> set[int]:
+        if self._optuna:
+            silent = set(self._storage._get_stale_trial_ids(self.study._study_id))
+        else:
+            now = time.time()
+            silent = {
+                t._trial_id
+                for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if now - t.system_attrs.get(ATTR_HEARTBEAT, now) > self.timing.grace_s
+            }
+        with self._lock:
+            return silent - self._ids
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.timing.interval_s):
+            with self._lock:
+                ids = sorted(self._ids)
+            self._beat(ids)
+
+    def _beat(self, trial_ids: Sequence[int]) -> None:
+        for trial_id in trial_ids:
+            try:
+                if self._optuna:
+                    self._storage.record_heartbeat(trial_id)
+                else:
+                    self._storage.set_trial_system_attr(trial_id, ATTR_HEARTBEAT, time.time())
+            except Exception as exc:  # a trial that just finished, a locked or unreachable ledger
+                if not isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
+                    warnings.warn(
+                        f"heartbeat of trial id {trial_id} not recorded: {exc}", stacklevel=1
+                    )
 
 
 def mark_stale(study: optuna.Study, trial: optuna.Trial | FrozenTrial, reason: str) -> bool:

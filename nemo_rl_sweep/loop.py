@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -51,7 +52,7 @@ from nemo_rl_sweep.objectives import FailureKind, Objectives, TrialFailure
 from nemo_rl_sweep.outputs.progress import ConsoleProgress
 from nemo_rl_sweep.pruning import record_pruner
 from nemo_rl_sweep.screening import Screen
-from nemo_rl_sweep.settings import SweepPlan, SweepSettings, check_settings
+from nemo_rl_sweep.settings import SweepPlan, SweepSettings, check_settings, heartbeat_timing
 from nemo_rl_sweep.space import SearchSpace, trial_overrides
 from nemo_rl_sweep.warm_start import seed_from_study
 
@@ -122,6 +123,10 @@ class Sweep:
             task_name, self.plan.strategy, identity
         )
         self.study: optuna.Study | None = None
+        self.heartbeat: ledger.Heartbeat | None = None
+        self._stale_checked = (
+            0.0  # time.monotonic() of the last look for other sweepers' dead trials
+        )
         self.new_trials: list[int] = []
         self.seed_key: tuple[str, int] | None = None  # (key, the search's seed): set_seed_key
 
@@ -165,7 +170,7 @@ class Sweep:
         """Open (or create) the study, refusing a storage or a study that does not fit this sweep."""
         if self.study is None:
             self.study = ledger.open_study(
-                ledger.open_storage(self.storage_url),
+                ledger.open_storage(self.storage_url, heartbeat_timing(self.settings)),
                 self.study_name,
                 self.objectives.directions,
                 self.objectives.names,
@@ -187,12 +192,9 @@ class Sweep:
                 own_storage_url=self.storage_url,
                 message=self.progress.message,
             )
-        stale = ledger.fail_stale_trials(study)
-        if stale:
-            self.progress.message(
-                f"{len(stale)} trial(s) of a sweeper that stopped were marked failed: "
-                + ", ".join(str(t.number) for t in stale)
-            )
+        timing = heartbeat_timing(self.settings)
+        self.heartbeat = ledger.Heartbeat(study, timing) if timing is not None else None
+        self._fail_stale(study)
         done = [t for t in study.get_trials(deepcopy=False) if t.state in ledger.FINISHED]
         if done:
             self.progress.message(
@@ -204,7 +206,7 @@ class Sweep:
         self.progress.sweep_started(study, self.settings.n_trials)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         try:
-            with sigterm_as_interrupt():
+            with sigterm_as_interrupt(), self.heartbeat or contextlib.nullcontext():
                 self._run_phase(study, self.claims)
                 if self.plan.confirm is not None:
                     self._run_phase(study, self._confirmation_claims(study))
@@ -236,6 +238,7 @@ class Sweep:
     def _run_batches(self, study: optuna.Study, claims: Claims) -> None:
         """Ask, launch and tell in batches of ``n_jobs``."""
         while (batch_size := claims.room(study, self.settings.n_jobs)) > 0:
+            self._fail_stale(study, every_grace=True)
             trials = self._ask_up_to(study, claims, batch_size)
             if not trials:
                 break
@@ -253,6 +256,7 @@ class Sweep:
             while True:
                 free = self.settings.n_jobs - len(running)
                 if stopped is None and free > 0:
+                    self._fail_stale(study, every_grace=True)
                     starting = self._ask_up_to(study, claims, claims.room(study, free))
                     if starting:
                         running.update(self._start(slots, starting))
@@ -283,6 +287,25 @@ class Sweep:
         if len(futures) != len(trials):
             raise RuntimeError(f"the launcher started {len(futures)} of {len(trials)} jobs")
         return dict(zip(futures, trials))
+
+    def _fail_stale(self, study: optuna.Study, *, every_grace: bool = False) -> None:
+        """Fail the RUNNING trials of sweepers that died (this host: their process is gone; any
+        host: their heartbeat is older than the grace period), so their work is run again. While
+        the sweep runs, looked for once per grace period."""
+        if every_grace:
+            if self.heartbeat is None:
+                return
+            if time.monotonic() - self._stale_checked < self.heartbeat.timing.grace_s:
+                return
+        self._stale_checked = time.monotonic()
+        stale = ledger.fail_stale_trials(study, self.heartbeat)
+        if stale:
+            self.progress.message(
+                f"{len(stale)} trial(s) of a sweeper that stopped were marked failed: "
+                + ", ".join(
+                    f"{t.number} ({t.user_attrs.get(ledger.ATTR_OWNER, '?')})" for t in stale
+                )
+            )
 
     def _failure_stop(self, study: optuna.Study, n_running: int) -> SweepStopped | None:
         """The reason to stop (too many failures), said at once; running trials still finish."""
@@ -342,6 +365,7 @@ class Sweep:
     def _interrupted(self, study: optuna.Study, trials: Sequence[optuna.Trial]) -> NoReturn:
         """Ctrl-C or SIGTERM: the running trials are stale (they count nowhere), say how to resume."""
         for trial in trials:
+            self._beat_off(trial)
             ledger.mark_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
         raise SweepStopped(
             "interrupted: finished trials are in the ledger; run the same command to resume "
@@ -367,6 +391,8 @@ class Sweep:
             for name, dist in self.space.distributions.items():
                 suggest(trial, name, dist)
             trial.set_user_attr(ledger.ATTR_OWNER, ledger.owner_tag())
+            if shared and self.heartbeat is not None:
+                self.heartbeat.add(trial)
             trial.set_user_attr(ledger.ATTR_OVERRIDES, self._overrides(trial))
             if self._screened_out(study, trial, report=shared):
                 continue
@@ -384,6 +410,7 @@ class Sweep:
             return False
         trial.set_user_attr(ledger.ATTR_FAIL_REASON, f"infeasible, not launched: {rule}")
         trial.set_user_attr(ledger.ATTR_FAIL_KIND, FailureKind.INFEASIBLE.value)
+        self._beat_off(trial)
         study.tell(trial, state=TrialState.FAIL)
         if report:
             self.new_trials.append(trial.number)
@@ -403,7 +430,12 @@ class Sweep:
         for trial, outcome in zip(trials, outcomes):
             self._record(study, trial, outcome)
 
+    def _beat_off(self, trial: optuna.Trial) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.discard(trial)
+
     def _record(self, study: optuna.Study, trial: optuna.Trial, outcome: JobOutcome) -> None:
+        self._beat_off(trial)
         self.new_trials.append(trial.number)
         if outcome.job_dir:
             trial.set_user_attr(ledger.ATTR_JOB_DIR, str(outcome.job_dir))

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
 
     from nemo_rl_sweep.confirmation import ConfirmSettings
+    from nemo_rl_sweep.ledger import HeartbeatTiming
     from nemo_rl_sweep.objectives import Objectives
     from nemo_rl_sweep.space import SearchSpace
     from nemo_rl_sweep.warm_start import WarmStartSource
@@ -75,6 +76,12 @@ class SweepSettings:
     confirm: dict[str, Any] = field(
         default_factory=lambda: {"top_k": None, "seeds": 3, "seed_key": None}
     )
+    # seconds between the sweeper's heartbeats for its running trials (Optuna's heartbeat on a
+    # database, incl. SQLite; a trial attribute on a journal file); null: off, only a dead sweeper
+    # on the same host is seen. A RUNNING trial silent for more than grace_period seconds (null:
+    # 2 x heartbeat_interval) is failed as stale by any sweeper of the study, on any host, and re-run
+    heartbeat_interval: int | None = 60
+    grace_period: int | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,7 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
             f"must be an integer or null, got {settings.seed!r}",
             "e.g. seed=0",
         )
+    _check_heartbeat(settings.heartbeat_interval, settings.grace_period)
     if not space.params and not settings.enqueue:
         raise SweepConfigError(
             "hydra.sweeper.params",
@@ -178,6 +186,37 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
     return SweepPlan(
         strategy, objectives, sampler, pruner, enqueue, grid_points, warm_start, confirm
     )
+
+
+def _check_heartbeat(interval: Any, grace: Any) -> None:
+    _check_positive_int(
+        "heartbeat_interval", interval, "e.g. heartbeat_interval=60", allow_none=True
+    )
+    _check_positive_int("grace_period", grace, "e.g. grace_period=180", allow_none=True)
+    if grace is not None and interval is None:
+        raise SweepConfigError(
+            "hydra.sweeper.grace_period",
+            "is set but heartbeat_interval is null (no heartbeats to wait for)",
+            "set hydra.sweeper.heartbeat_interval, e.g. 60, or leave grace_period null",
+        )
+    if grace is not None and grace <= interval:
+        raise SweepConfigError(
+            "hydra.sweeper.grace_period",
+            f"{grace} s is not longer than heartbeat_interval={interval} s: live trials would be "
+            "failed as stale",
+            f"set grace_period to at least 2 x heartbeat_interval, e.g. {2 * interval}",
+        )
+
+
+def heartbeat_timing(settings: SweepSettings) -> HeartbeatTiming | None:
+    """The heartbeat's interval and grace in seconds (grace null: twice the interval, as Optuna's
+    default), or None when heartbeats are off."""
+    from nemo_rl_sweep.ledger import HeartbeatTiming
+
+    if settings.heartbeat_interval is None:
+        return None
+    interval = settings.heartbeat_interval
+    return HeartbeatTiming(interval, settings.grace_period or 2 * interval)
 
 
 def _check_positive_int(key: str, value: Any, example: str, *, allow_none: bool = False) -> None:

@@ -75,6 +75,8 @@ class NemoRLSweeper(Sweeper):
         enqueue: Any,
         warm_start_from: Any,
         confirm: Any,
+        heartbeat_interval: int | None,
+        grace_period: int | None,
         params: Any = None,
         trial_number: int | None = None,
     ) -> None:
@@ -95,6 +97,8 @@ class NemoRLSweeper(Sweeper):
             enqueue=_container(enqueue),
             warm_start_from=_container(warm_start_from),
             confirm=_container(confirm),
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
         )
         self.params = _container(params) or {}
         self.config: DictConfig | None = None
