@@ -162,22 +162,59 @@ def _creation_lock(url: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def exclusive_ask(url: str) -> Iterator[None]:
-    """Hand out a WAITING trial to one process only.
+    """Take turns with every other sweeper of this ledger: hand out and claim trials one at a time.
 
     Optuna's ``study.ask`` takes a waiting (enqueued) trial by reading its state and then writing
-    RUNNING; a database server locks the row between the two (``SELECT ... FOR UPDATE``), SQLite and
-    a journal file do not, so two sweepers could both take the same trial, run one grid point twice
-    and fail on the second ``tell``. For those storages the asks of all processes take turns.
+    RUNNING; a database server locks the row between the two, SQLite and a journal file do not, so
+    two sweepers could both take the same trial. And a claim (a grid point, the budget's last
+    trial) is judged on the trials asked before it, so two sweepers judging at once can both
+    accept: a grid point run twice. So the asks, and the claims judged right after them, of all
+    processes take turns: a file lock beside a SQLite or journal file, an advisory lock of the
+    database server (PostgreSQL ``pg_advisory_lock``, MySQL/MariaDB ``GET_LOCK``), which the
+    server releases itself if the sweeper dies.
     """
     with warnings.catch_warnings():
         # the sweeper beats for its trials itself (``Heartbeat``), not through Study.optimize
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         path = _file_of(url)
-        if path is None:
+        if path is not None:
+            with _file_lock(path + ".ask.lock"):
+                yield
+        else:
+            with _server_lock(url):
+                yield
+
+
+_LOCK_ENGINES: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def _server_lock(url: str) -> Iterator[None]:
+    """A lock of the whole database held by one connection (none for other servers)."""
+    dialect = url.split("://", 1)[0].split("+", 1)[0]
+    if dialect not in ("postgresql", "mysql", "mariadb"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = _LOCK_ENGINES.get(url)
+    if engine is None:
+        engine = _LOCK_ENGINES[url] = sqlalchemy.create_engine(url, pool_pre_ping=True)
+    name = "nemo_rl_sweep.ask"
+    with engine.connect() as conn:
+        if dialect == "postgresql":
+            key = int(hashlib.sha1(name.encode()).hexdigest()[:15], 16)
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            release = ("SELECT pg_advisory_unlock(:k)", {"k": key})
+        else:
+            conn.execute(sqlalchemy.text("SELECT GET_LOCK(:n, -1)"), {"n": name})
+            release = ("SELECT RELEASE_LOCK(:n)", {"n": name})
+        conn.commit()
+        try:
             yield
-            return
-        with _file_lock(path + ".ask.lock"):
-            yield
+        finally:
+            conn.execute(sqlalchemy.text(release[0]), release[1])
+            conn.commit()
 
 
 def _file_of(url: str) -> str | None:

@@ -373,9 +373,13 @@ class Sweep:
         ) from None
 
     def _enqueue_initial(self, study: optuna.Study, claims: Claims) -> None:
-        for params in self.plan.enqueue:
-            study.enqueue_trial(dict(params), skip_if_exists=True)
-        claims.prepare(study)
+        """The warm-start entries and the claims' own (the grid's points), enqueued by one sweeper
+        at a time, so sweepers started together do not each enqueue the same points."""
+        shared = study is self.study
+        with ledger.exclusive_ask(self.storage_url) if shared else contextlib.nullcontext():
+            for params in self.plan.enqueue:
+                study.enqueue_trial(dict(params), skip_if_exists=True)
+            claims.prepare(study)
 
     def _ask(self, study: optuna.Study, claims: Claims) -> optuna.Trial | None:
         """A new trial with every parameter sampled, or None when the claims allow no more."""
@@ -383,7 +387,7 @@ class Sweep:
             shared = study is self.study  # not the in-memory study of a preview
             with ledger.exclusive_ask(self.storage_url) if shared else contextlib.nullcontext():
                 trial = study.ask()
-            claim = claims.accept(study, trial)
+                claim = claims.accept(study, trial)
             if claim is Claim.RETRY:
                 continue
             if claim is Claim.STOP:
