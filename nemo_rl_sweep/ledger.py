@@ -33,6 +33,7 @@ from nemo_rl_sweep.errors import SweepConfigError
 
 DEFAULT_LEDGER_FILE = "nemo_rl_sweep.db"
 SQLITE_TIMEOUT_S = 120  # how long a SQLite write waits for the file's lock before it fails
+SLOW_LEDGER_S = 10.0  # a SQLite step that waits this long says so (long before it would fail)
 
 # user attribute names, shared with the report and the dashboard
 ATTR_OVERRIDES = "overrides"
@@ -215,6 +216,28 @@ def _server_lock(url: str) -> Iterator[None]:
         finally:
             conn.execute(sqlalchemy.text(release[0]), release[1])
             conn.commit()
+
+
+def is_locked(exc: BaseException) -> bool:
+    """SQLite's own word for a write that waited for the file lock in vain."""
+    return "database is locked" in str(exc)
+
+
+def crowded_text(url: str, what: str, exc: BaseException | None) -> str | None:
+    """What to say when a SQLite ledger keeps a sweeper waiting (None for other storages): SQLite
+    lets one process write at a time, and many sweepers with their jobs queue for it."""
+    if not url.startswith("sqlite"):
+        return None
+    if exc is None:
+        problem = f"a {what} has waited over {SLOW_LEDGER_S:.0f} s for the file's lock"
+    else:
+        problem = f"a {what} failed after {SQLITE_TIMEOUT_S} s: database is locked"
+    return (
+        f"hydra.sweeper.storage: the SQLite ledger {url} is crowded ({problem}); SQLite does not "
+        "hold this many sweepers and jobs at once. Fix: use a database server "
+        "(postgresql+psycopg2://... with pip install '.[postgres]', mysql+pymysql://... with "
+        "'.[mysql]') or a journal file (journal:/path/to/ledger.log)"
+    )
 
 
 def _file_of(url: str) -> str | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -42,7 +43,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep import confirmation, ledger
 from nemo_rl_sweep.claims import BudgetClaims, Claim, Claims
@@ -124,9 +125,9 @@ class Sweep:
         )
         self.study: optuna.Study | None = None
         self.heartbeat: ledger.Heartbeat | None = None
-        self._stale_checked = (
-            0.0  # time.monotonic() of the last look for other sweepers' dead trials
-        )
+        self._stale_checked = 0.0  # time.monotonic() of the last look for dead sweepers' trials
+        self.ledger_times: dict[str, list[float]] = {}  # "ask" / "tell" -> seconds of each
+        self._warned_crowded = False
         self.new_trials: list[int] = []
         self.seed_key: tuple[str, int] | None = None  # (key, the search's seed): set_seed_key
 
@@ -213,7 +214,19 @@ class Sweep:
         finally:
             self._write_results(study, final=True)
             self.progress.sweep_finished(study)
+            self.progress.message(self.ledger_text())
         return SweepResult(study, self.storage_url, self.sweep_dir, list(self.new_trials))
+
+    def ledger_text(self) -> str:
+        """The sweep's last line: how long the ledger took to hand out and to record a trial, so a
+        crowded ledger shows (the numbers of docs/benchmarks.md's storage table)."""
+        parts = []
+        for what in ("ask", "tell"):
+            times = sorted(self.ledger_times.get(what, []))
+            if times:
+                median = times[len(times) // 2]
+                parts.append(f"{len(times)} {what}s, median {median:.3f} s, max {times[-1]:.3f} s")
+        return f"ledger {self.storage_url}: " + ("; ".join(parts) or "not used")
 
     def mode_text(self) -> str:
         """One of the sweep's first lines: how its trials share the ``n_jobs`` slots."""
@@ -385,7 +398,10 @@ class Sweep:
         """A new trial with every parameter sampled, or None when the claims allow no more."""
         while claims.room(study, 1) > 0:
             shared = study is self.study  # not the in-memory study of a preview
-            with ledger.exclusive_ask(self.storage_url) if shared else contextlib.nullcontext():
+            with (
+                self._timed("ask") if shared else contextlib.nullcontext(),
+                ledger.exclusive_ask(self.storage_url) if shared else contextlib.nullcontext(),
+            ):
                 trial = study.ask()
                 claim = claims.accept(study, trial)
             if claim is Claim.RETRY:
@@ -441,6 +457,51 @@ class Sweep:
     def _record(self, study: optuna.Study, trial: optuna.Trial, outcome: JobOutcome) -> None:
         self._beat_off(trial)
         self.new_trials.append(trial.number)
+        frozen = self._ledger_write("tell", lambda: self._tell(study, trial, outcome))
+        self.progress.trial_finished(study, frozen)
+
+    def _ledger_write(self, what: str, write: Callable[[], Any], attempts: int = 3) -> Any:
+        """A ledger write, timed, retried while a SQLite file stays locked; if it never frees, the
+        sweep stops with one line that says to use a server or a journal file (the running
+        trials are then found stale and re-run by the next sweeper)."""
+        for attempt in range(attempts):
+            try:
+                with self._timed(what):
+                    return write()
+            except Exception as exc:
+                if not ledger.is_locked(exc):
+                    raise
+                if attempt == attempts - 1:
+                    raise SweepStopped(
+                        "Error: " + str(ledger.crowded_text(self.storage_url, what, exc))
+                    ) from None
+                self._warn_crowded(what)
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _timed(self, what: str) -> Iterator[None]:
+        """Time a ledger step; on SQLite, say it at once when one keeps waiting for the lock."""
+        timer = None
+        if ledger.crowded_text(self.storage_url, what, None) is not None:
+            timer = threading.Timer(ledger.SLOW_LEDGER_S, self._warn_crowded, args=(what,))
+            timer.daemon = True
+            timer.start()
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.ledger_times.setdefault(what, []).append(time.monotonic() - start)
+
+    def _warn_crowded(self, what: str) -> None:
+        if not self._warned_crowded:
+            self._warned_crowded = True
+            self.progress.message(
+                "Warning: " + str(ledger.crowded_text(self.storage_url, what, None))
+            )
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, outcome: JobOutcome) -> FrozenTrial:
         if outcome.job_dir:
             trial.set_user_attr(ledger.ATTR_JOB_DIR, str(outcome.job_dir))
         if outcome.duration_s is not None:
@@ -457,7 +518,7 @@ class Sweep:
         else:
             trial.set_user_attr(ledger.ATTR_METRICS, metrics)
             frozen = study.tell(trial, values)
-        self.progress.trial_finished(study, frozen)
+        return frozen
 
     def _check_failures(self, study: optuna.Study) -> None:
         """Stop when every trial of this run missed the objective, or too many trials failed."""

@@ -10,11 +10,18 @@ benchmarks/storage_load_benchmark.py.
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 
+import optuna
 import pytest
+from optuna.trial import TrialState
 
 from tests.conftest import _in_ci
+from tests.helpers import TOY_APP
 from tests.storage_load import Group, run_load
 
 GROUPS = [Group("load-random", "random", 100, 4), Group("load-grid", "grid", 100, 4)]
@@ -69,3 +76,59 @@ def test_eight_sweepers_at_once_lose_nothing_and_run_no_grid_point_twice(storage
         if not t.user_attrs.get("stale")
     }
     assert len(owners) >= 6, owners
+
+
+def test_a_crowded_sqlite_ledger_says_so_and_loses_no_trial(tmp_path):
+    """Another program holds the SQLite file's write lock while a trial runs: the sweeper says, with
+    the storage's key, to use a server or a journal file, waits, and records every trial."""
+    db = tmp_path / "ledger.db"
+    url = f"sqlite:///{db}"
+    log = tmp_path / "out.txt"
+    args = [
+        f"hydra.sweeper.storage={url}",
+        "hydra.sweeper.study_name=crowded",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.seed=0",
+        "sleep=3",
+    ]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(TOY_APP), "--multirun", *args],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    _wait_until(lambda: _running(url) == 1, proc)
+    crowd = sqlite3.connect(db, timeout=60)
+    crowd.execute("BEGIN EXCLUSIVE")  # the lock a busy writer holds
+    try:
+        _wait_until(lambda: "is crowded" in log.read_text(), proc)
+    finally:
+        crowd.rollback()
+        crowd.close()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    warning = next(line for line in log.read_text().splitlines() if "is crowded" in line)
+    assert "Warning: hydra.sweeper.storage: the SQLite ledger" in warning
+    assert "use a database server" in warning and "journal:" in warning
+    trials = optuna.load_study(study_name="crowded", storage=url).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+
+
+def _running(url: str) -> int:
+    try:
+        study = optuna.load_study(study_name="crowded", storage=url)
+    except KeyError:
+        return 0
+    return len(study.get_trials(states=(TrialState.RUNNING,)))
+
+
+def _wait_until(cond, proc, bound_s: float = 300) -> None:
+    """Poll ``cond``; a sweeper that ended, or a bound passed, fails instead of hanging."""
+    deadline = time.monotonic() + bound_s
+    while not cond():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "not seen in time"
+        time.sleep(0.2)
