@@ -187,6 +187,8 @@ def exclusive_ask(url: str) -> Iterator[None]:
 
 
 _LOCK_ENGINES: dict[str, Any] = {}
+ASK_LOCK_NAME = "nemo_rl_sweep.ask"  # MySQL/MariaDB GET_LOCK name
+ASK_LOCK_KEY = int(hashlib.sha1(ASK_LOCK_NAME.encode()).hexdigest()[:15], 16)  # PostgreSQL bigint
 
 
 @contextlib.contextmanager
@@ -201,15 +203,16 @@ def _server_lock(url: str) -> Iterator[None]:
     engine = _LOCK_ENGINES.get(url)
     if engine is None:
         engine = _LOCK_ENGINES[url] = sqlalchemy.create_engine(url, pool_pre_ping=True)
-    name = "nemo_rl_sweep.ask"
     with engine.connect() as conn:
         if dialect == "postgresql":
-            key = int(hashlib.sha1(name.encode()).hexdigest()[:15], 16)
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            release = ("SELECT pg_advisory_unlock(:k)", {"k": key})
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": ASK_LOCK_KEY})
+            release = ("SELECT pg_advisory_unlock(:k)", {"k": ASK_LOCK_KEY})
         else:
-            conn.execute(sqlalchemy.text("SELECT GET_LOCK(:n, -1)"), {"n": name})
-            release = ("SELECT RELEASE_LOCK(:n)", {"n": name})
+            # MariaDB takes no "wait forever" (-1 returns NULL at once): wait a minute at a time
+            get = sqlalchemy.text("SELECT GET_LOCK(:n, 60)")
+            while conn.execute(get, {"n": ASK_LOCK_NAME}).scalar() != 1:
+                pass
+            release = ("SELECT RELEASE_LOCK(:n)", {"n": ASK_LOCK_NAME})
         conn.commit()
         try:
             yield

@@ -132,3 +132,26 @@ def _wait_until(cond, proc, bound_s: float = 300) -> None:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "not seen in time"
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_asks_on_a_server_take_turns_through_an_advisory_lock(database_server, kind):
+    """While one sweeper asks and claims, another connection cannot take the same lock."""
+    import sqlalchemy
+
+    from nemo_rl_sweep import ledger
+
+    url = database_server(kind).new_database("advisory")
+    if kind == "postgres":
+        try_lock = ("SELECT pg_try_advisory_lock(:k)", {"k": ledger.ASK_LOCK_KEY})
+        unlock = ("SELECT pg_advisory_unlock(:k)", {"k": ledger.ASK_LOCK_KEY})
+    else:
+        try_lock = ("SELECT GET_LOCK(:n, 0)", {"n": ledger.ASK_LOCK_NAME})
+        unlock = ("SELECT RELEASE_LOCK(:n)", {"n": ledger.ASK_LOCK_NAME})
+    other = sqlalchemy.create_engine(url)
+    with other.connect() as conn:
+        with ledger.exclusive_ask(url):
+            assert not conn.execute(sqlalchemy.text(try_lock[0]), try_lock[1]).scalar()
+        assert conn.execute(sqlalchemy.text(try_lock[0]), try_lock[1]).scalar()
+        conn.execute(sqlalchemy.text(unlock[0]), unlock[1])
+    other.dispose()
