@@ -7,8 +7,6 @@ starts one on a login node; the checks read the study back from the storage.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tests.helpers import TOY_APP
+from tests.test_resume import _start
 
 
 def grid_args(points: int) -> list[str]:
@@ -137,14 +135,3 @@ def run_load(groups: list[Group], storage: str, cwd: Path, n_jobs: int = 2) -> L
         g.study: optuna.load_study(study_name=g.study, storage=opened).get_trials() for g in groups
     }
     return LoadRun(sweepers, trials, wall)
-
-
-def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(TOY_APP), "--multirun", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
