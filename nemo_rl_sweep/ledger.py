@@ -152,9 +152,15 @@ def _rdb_storage(url: str, kwargs: dict[str, Any], attempts: int = 5) -> BaseSto
 
 @contextlib.contextmanager
 def _creation_lock(url: str) -> Iterator[None]:
-    """Two sweepers started at once on a new SQLite file would both create its tables; take turns."""
+    """Sweepers started at once on a new ledger would all create its tables (on PostgreSQL the
+    losers fail with "relation already exists"); take turns: a file lock beside a new SQLite file,
+    the server's advisory lock on a database server."""
     path = _file_of(url)
-    if path is None or (os.path.exists(path) and os.path.getsize(path) > 0):
+    if path is None:
+        with _server_lock(url):
+            yield
+        return
+    if os.path.exists(path) and os.path.getsize(path) > 0:
         yield
         return
     with _file_lock(path + ".lock"):

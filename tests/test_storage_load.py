@@ -155,3 +155,23 @@ def test_asks_on_a_server_take_turns_through_an_advisory_lock(database_server, k
         assert conn.execute(sqlalchemy.text(try_lock[0]), try_lock[1]).scalar()
         conn.execute(sqlalchemy.text(unlock[0]), unlock[1])
     other.dispose()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_sweepers_opening_a_new_server_ledger_at_once_all_open_it(database_server, kind):
+    """Eight processes create the tables of an empty database at once (PostgreSQL once failed
+    three of eight sweepers with "relation already exists"): every one opens the ledger."""
+    url = database_server(kind).new_database("fresh")
+    code = "import sys; from nemo_rl_sweep.ledger import open_storage; open_storage(sys.argv[1])"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    errors = [p.communicate()[1] for p in procs if p.wait() != 0]
+    assert not errors, errors[0]
