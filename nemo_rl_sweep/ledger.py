@@ -18,9 +18,11 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ from optuna.trial import FrozenTrial, TrialState
 from nemo_rl_sweep.errors import SweepConfigError
 
 DEFAULT_LEDGER_FILE = "nemo_rl_sweep.db"
+SQLITE_TIMEOUT_S = 120  # how long a SQLite write waits for the file's lock before it fails
+SLOW_LEDGER_S = 10.0  # a SQLite step that waits this long says so (long before it would fail)
 
 # user attribute names, shared with the report and the dashboard
 ATTR_OVERRIDES = "overrides"
@@ -46,6 +50,9 @@ ATTR_OWNER = "sweeper"
 ATTR_COPIED_FROM = "copied_from"  # warm start: "<study>#<number>" of the trial copied
 ATTR_CONFIRMATION = "confirmation"  # a re-run of a search configuration with a new seed
 ATTR_SLURM_JOB = "slurm_job_id"  # the ray.sub trial mode: the Slurm job that runs the trial
+ATTR_HEARTBEAT = (
+    "nemo_rl_sweep.heartbeat"  # system attr: a journal trial's last heartbeat (epoch s)
+)
 STUDY_ATTR_STRATEGY = "nemo_rl_sweep.strategy"
 STUDY_ATTR_SPACE = "nemo_rl_sweep.search_space"
 STUDY_ATTR_FREED_BYTES = "nemo_rl_sweep.checkpoints_freed_bytes"  # trainer.checkpoints=best|none
@@ -69,12 +76,25 @@ def absolute_storage_url(url: str, base_dir: str | os.PathLike[str]) -> str:
     return url
 
 
-def open_storage(url: str, *, check: bool = False) -> BaseStorage:
+@dataclass(frozen=True)
+class HeartbeatTiming:
+    """How often a sweeper says its running trials are alive, and how long silence means dead."""
+
+    interval_s: int
+    grace_s: int
+
+
+def open_storage(
+    url: str, heartbeat: HeartbeatTiming | None = None, *, check: bool = False
+) -> BaseStorage:
     """An Optuna storage for ``url``: any SQLAlchemy URL, or ``journal:<file>`` for a journal file.
 
     SQLite gets a long lock timeout because jobs write intermediate values while the sweeper writes
-    results; a journal file is the safer choice on a shared cluster file system. ``check`` (the
-    sweeper, before any job): a ledger file must be writable, sound and not held by another program.
+    results; a journal file is the safer choice on a shared cluster file system. With ``heartbeat``
+    a database storage (SQLite included) runs Optuna's own heartbeat (``heartbeat_interval``,
+    ``grace_period``), timed by the database's clock, so hosts whose clocks differ agree. ``check``
+    (the sweeper, before any job): a ledger file must be writable, sound and not held by another
+    program.
     """
     if not isinstance(url, str) or not url.strip():
         raise SweepConfigError(
@@ -123,7 +143,10 @@ def open_storage(url: str, *, check: bool = False) -> BaseStorage:
             check_sqlite_file(path)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    if heartbeat is not None:
+        kwargs["heartbeat_interval"] = heartbeat.interval_s
+        kwargs["grace_period"] = heartbeat.grace_s
     try:
         with _creation_lock(url):
             return _rdb_storage(url, kwargs)
@@ -248,7 +271,9 @@ def _rdb_storage(url: str, kwargs: dict[str, Any], attempts: int = 5) -> BaseSto
 
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **kwargs)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
             if attempt == attempts - 1:
                 raise
@@ -258,9 +283,15 @@ def _rdb_storage(url: str, kwargs: dict[str, Any], attempts: int = 5) -> BaseSto
 
 @contextlib.contextmanager
 def _creation_lock(url: str) -> Iterator[None]:
-    """Two sweepers started at once on a new SQLite file would both create its tables; take turns."""
+    """Sweepers started at once on a new ledger would all create its tables (on PostgreSQL the
+    losers fail with "relation already exists"); take turns: a file lock beside a new SQLite file,
+    the server's advisory lock on a database server."""
     path = _file_of(url)
-    if path is None or (os.path.exists(path) and os.path.getsize(path) > 0):
+    if path is None:
+        with _server_lock(url):
+            yield
+        return
+    if os.path.exists(path) and os.path.getsize(path) > 0:
         yield
         return
     with _file_lock(path + ".lock"):
@@ -269,19 +300,84 @@ def _creation_lock(url: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def exclusive_ask(url: str) -> Iterator[None]:
-    """Hand out a WAITING trial to one process only.
+    """Take turns with every other sweeper of this ledger: hand out and claim trials one at a time.
 
     Optuna's ``study.ask`` takes a waiting (enqueued) trial by reading its state and then writing
-    RUNNING; a database server locks the row between the two (``SELECT ... FOR UPDATE``), SQLite and
-    a journal file do not, so two sweepers could both take the same trial, run one grid point twice
-    and fail on the second ``tell``. For those storages the asks of all processes take turns.
+    RUNNING; a database server locks the row between the two, SQLite and a journal file do not, so
+    two sweepers could both take the same trial. And a claim (a grid point, the budget's last
+    trial) is judged on the trials asked before it, so two sweepers judging at once can both
+    accept: a grid point run twice. So the asks, and the claims judged right after them, of all
+    processes take turns: a file lock beside a SQLite or journal file, an advisory lock of the
+    database server (PostgreSQL ``pg_advisory_lock``, MySQL/MariaDB ``GET_LOCK``), which the
+    server releases itself if the sweeper dies.
     """
-    path = _file_of(url)
-    if path is None:
+    with warnings.catch_warnings():
+        # the sweeper beats for its trials itself (``Heartbeat``), not through Study.optimize
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        path = _file_of(url)
+        if path is not None:
+            with _file_lock(path + ".ask.lock"):
+                yield
+        else:
+            with _server_lock(url):
+                yield
+
+
+_LOCK_ENGINES: dict[str, Any] = {}
+ASK_LOCK_NAME = "nemo_rl_sweep.ask"  # MySQL/MariaDB GET_LOCK name
+ASK_LOCK_KEY = int(hashlib.sha1(ASK_LOCK_NAME.encode()).hexdigest()[:15], 16)  # PostgreSQL bigint
+
+
+@contextlib.contextmanager
+def _server_lock(url: str) -> Iterator[None]:
+    """A lock of the whole database held by one connection (none for other servers)."""
+    dialect = url.split("://", 1)[0].split("+", 1)[0]
+    if dialect not in ("postgresql", "mysql", "mariadb"):
         yield
         return
-    with _file_lock(path + ".ask.lock"):
-        yield
+    import sqlalchemy
+
+    engine = _LOCK_ENGINES.get(url)
+    if engine is None:
+        engine = _LOCK_ENGINES[url] = sqlalchemy.create_engine(url, pool_pre_ping=True)
+    with engine.connect() as conn:
+        if dialect == "postgresql":
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": ASK_LOCK_KEY})
+            release = ("SELECT pg_advisory_unlock(:k)", {"k": ASK_LOCK_KEY})
+        else:
+            # MariaDB takes no "wait forever" (-1 returns NULL at once): wait a minute at a time
+            get = sqlalchemy.text("SELECT GET_LOCK(:n, 60)")
+            while conn.execute(get, {"n": ASK_LOCK_NAME}).scalar() != 1:
+                pass
+            release = ("SELECT RELEASE_LOCK(:n)", {"n": ASK_LOCK_NAME})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text(release[0]), release[1])
+            conn.commit()
+
+
+def is_locked(exc: BaseException) -> bool:
+    """SQLite's own word for a write that waited for the file lock in vain."""
+    return "database is locked" in str(exc)
+
+
+def crowded_text(url: str, what: str, exc: BaseException | None) -> str | None:
+    """What to say when a SQLite ledger keeps a sweeper waiting (None for other storages): SQLite
+    lets one process write at a time, and many sweepers with their jobs queue for it."""
+    if not url.startswith("sqlite"):
+        return None
+    if exc is None:
+        problem = f"a {what} has waited over {SLOW_LEDGER_S:.0f} s for the file's lock"
+    else:
+        problem = f"a {what} failed after {SQLITE_TIMEOUT_S} s: database is locked"
+    return (
+        f"hydra.sweeper.storage: the SQLite ledger {url} is crowded ({problem}); SQLite does not "
+        "hold this many sweepers and jobs at once. Fix: use a database server "
+        "(postgresql+psycopg2://... with pip install '.[postgres]', mysql+pymysql://... with "
+        "'.[mysql]') or a journal file (journal:/path/to/ledger.log)"
+    )
 
 
 def _file_of(url: str) -> str | None:
@@ -377,33 +473,49 @@ def _owner_is_dead(owner: str) -> bool:
     return False
 
 
-def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Mark RUNNING trials whose sweeper process is gone as failed (and stale, so they are re-run).
+def fail_stale_trials(study: optuna.Study, heartbeat: Heartbeat | None = None) -> list[FrozenTrial]:
+    """Mark RUNNING trials whose sweeper is gone as failed (and stale, so they are re-run).
 
-    A trial belongs to the sweeper that asked for it (host and pid). Trials of a live sweeper, here or
-    on another host, are left alone: they are another sweeper's work in progress.
+    A trial belongs to the sweeper that asked for it (host and pid). On this host a sweeper is gone
+    when its process is; on any host, with heartbeats on, when it has been silent for longer than
+    the grace period. Trials of a live sweeper, here or on another host, are left alone: they are
+    another sweeper's work in progress; so are this sweeper's own (``heartbeat``'s).
     """
+    silent = heartbeat.silent_trial_ids() if heartbeat is not None else set()
     stale = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get(ATTR_OWNER)
         if owner and _owner_is_dead(owner):
             reason = "its sweeper stopped while the trial was running (a grid point runs again)"
-            if mark_stale(study, trial, reason):
-                stale.append(trial)
+        elif trial._trial_id in silent and not trial.user_attrs.get(ATTR_SLURM_JOB):
+            # a silent sweeper's Slurm job may still run: only a sweeper that can watch it takes
+            # it over (orphaned_slurm_trials), none fails it from afar
+            reason = (
+                f"its sweeper ({owner or 'unknown'}) sent no heartbeat for over "
+                f"{heartbeat.timing.grace_s} s while the trial was running (a grid point runs "
+                "again)"
+            )
+        else:
+            continue
+        if mark_stale(study, trial, reason):
+            stale.append(trial)
     return stale
 
 
-def orphaned_slurm_trials(study: optuna.Study) -> list[FrozenTrial]:
+def orphaned_slurm_trials(
+    study: optuna.Study, silent: Collection[int] = frozenset()
+) -> list[FrozenTrial]:
     """RUNNING trials whose sweeper died while their own Slurm job (ray.sub trial mode) may still
     run: a new sweeper takes them over (``take_over``) and watches the job again instead of
     marking them stale, so no GPU-hour already spent is spent twice. Decided on the trial's
-    Slurm job id and the same dead-owner rule as ``fail_stale_trials``."""
+    Slurm job id and the rules of ``fail_stale_trials``: a dead owner on this host, or (``silent``,
+    trial ids from ``Heartbeat.silent_trial_ids``) a heartbeat silent past the grace period."""
     return [
         trial
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if trial.user_attrs.get(ATTR_SLURM_JOB)
         and trial.user_attrs.get(ATTR_OWNER)
-        and _owner_is_dead(str(trial.user_attrs[ATTR_OWNER]))
+        and (trial._trial_id in silent or _owner_is_dead(str(trial.user_attrs[ATTR_OWNER])))
     ]
 
 
@@ -418,6 +530,81 @@ def trial_of(study: optuna.Study, number: int) -> optuna.Trial:
     """The live handle of trial ``number`` of ``study``."""
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(number))
     return optuna.Trial(study, trial_id)
+
+
+class Heartbeat:
+    """A sweeper's pulse for the trials it runs, so a sweeper on another host can tell it died.
+
+    A background thread records a heartbeat for each running trial every ``interval_s``. Database
+    storages (SQLite included) use Optuna's heartbeat table, timed by the database's clock; Optuna
+    5.1's journal storage has no heartbeat, so there the time of this host goes into a trial system
+    attribute. ``silent_trial_ids`` are the RUNNING trials of other sweepers silent for longer
+    than ``grace_s``; trials that never had a heartbeat (older sweepers) are never among them.
+    """
+
+    def __init__(self, study: optuna.Study, timing: HeartbeatTiming) -> None:
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+
+        self.study = study
+        self.timing = timing
+        self._storage = study._storage
+        self._optuna = is_heartbeat_enabled(self._storage)
+        self._ids: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        self._thread = threading.Thread(target=self._run, name="ledger-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def add(self, trial: optuna.Trial | FrozenTrial) -> None:
+        """Beat for ``trial`` from now on (one beat at once: a trial is never without one)."""
+        with self._lock:
+            self._ids.add(trial._trial_id)
+        self._beat([trial._trial_id])
+
+    def discard(self, trial: optuna.Trial | FrozenTrial) -> None:
+        with self._lock:
+            self._ids.discard(trial._trial_id)
+
+    def silent_trial_ids(self) -> set[int]:
+        if self._optuna:
+            silent = set(self._storage._get_stale_trial_ids(self.study._study_id))
+        else:
+            now = time.time()
+            silent = {
+                t._trial_id
+                for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if now - t.system_attrs.get(ATTR_HEARTBEAT, now) > self.timing.grace_s
+            }
+        with self._lock:
+            return silent - self._ids
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.timing.interval_s):
+            with self._lock:
+                ids = sorted(self._ids)
+            self._beat(ids)
+
+    def _beat(self, trial_ids: Sequence[int]) -> None:
+        for trial_id in trial_ids:
+            try:
+                if self._optuna:
+                    self._storage.record_heartbeat(trial_id)
+                else:
+                    self._storage.set_trial_system_attr(trial_id, ATTR_HEARTBEAT, time.time())
+            except Exception as exc:  # a trial that just finished, a locked or unreachable ledger
+                if not isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
+                    warnings.warn(
+                        f"heartbeat of trial id {trial_id} not recorded: {exc}", stacklevel=1
+                    )
 
 
 def mark_stale(study: optuna.Study, trial: optuna.Trial | FrozenTrial, reason: str) -> bool:

@@ -47,7 +47,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep import confirmation, ledger
 from nemo_rl_sweep.ask_ahead import AskPace
@@ -64,7 +64,7 @@ from nemo_rl_sweep.objectives import (
 from nemo_rl_sweep.outputs.progress import ConsoleProgress
 from nemo_rl_sweep.pruning import record_pruner
 from nemo_rl_sweep.screening import Screen
-from nemo_rl_sweep.settings import SweepPlan, SweepSettings, check_settings
+from nemo_rl_sweep.settings import SweepPlan, SweepSettings, check_settings, heartbeat_timing
 from nemo_rl_sweep.space import SearchSpace, trial_overrides
 from nemo_rl_sweep.warm_start import seed_from_study
 
@@ -141,6 +141,10 @@ class Sweep:
             task_name, self.plan.strategy, identity
         )
         self.study: optuna.Study | None = None
+        self.heartbeat: ledger.Heartbeat | None = None
+        self._stale_checked = 0.0  # time.monotonic() of the last look for dead sweepers' trials
+        self.ledger_times: dict[str, list[float]] = {}  # "ask" / "tell" -> seconds of each
+        self._warned_crowded = False
         self.new_trials: list[int] = []
         self.seed_key: tuple[str, int] | None = None  # (key, the search's seed): set_seed_key
 
@@ -184,7 +188,7 @@ class Sweep:
         """Open (or create) the study, refusing a storage or a study that does not fit this sweep."""
         if self.study is None:
             self.study = ledger.open_study(
-                ledger.open_storage(self.storage_url, check=True),
+                ledger.open_storage(self.storage_url, heartbeat_timing(self.settings), check=True),
                 self.study_name,
                 self.objectives.directions,
                 self.objectives.names,
@@ -206,13 +210,10 @@ class Sweep:
                 own_storage_url=self.storage_url,
                 message=self.progress.message,
             )
+        timing = heartbeat_timing(self.settings)
+        self.heartbeat = ledger.Heartbeat(study, timing) if timing is not None else None
         adopted = self._adopt(study)
-        stale = ledger.fail_stale_trials(study)
-        if stale:
-            self.progress.message(
-                f"{len(stale)} trial(s) of a sweeper that stopped were marked failed: "
-                + ", ".join(str(t.number) for t in stale)
-            )
+        self._fail_stale(study)
         done = [t for t in study.get_trials(deepcopy=False) if t.state in ledger.FINISHED]
         if done:
             self.progress.message(
@@ -224,14 +225,26 @@ class Sweep:
         self.progress.sweep_started(study, self.settings.n_trials)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         try:
-            with sigterm_as_interrupt():
+            with sigterm_as_interrupt(), self.heartbeat or contextlib.nullcontext():
                 self._run_phase(study, self.claims, adopted)
                 if self.plan.confirm is not None:
                     self._run_phase(study, self._confirmation_claims(study))
         finally:
             self._write_results(study, final=True)
             self.progress.sweep_finished(study)
+            self.progress.message(self.ledger_text())
         return SweepResult(study, self.storage_url, self.sweep_dir, list(self.new_trials))
+
+    def ledger_text(self) -> str:
+        """The sweep's last line: how long the ledger took to hand out and to record a trial, so a
+        crowded ledger shows (the numbers of docs/benchmarks.md's storage table)."""
+        parts = []
+        for what in ("ask", "tell"):
+            times = sorted(self.ledger_times.get(what, []))
+            if times:
+                median = times[len(times) // 2]
+                parts.append(f"{len(times)} {what}s, median {median:.3f} s, max {times[-1]:.3f} s")
+        return f"ledger {self.storage_url}: " + ("; ".join(parts) or "not used")
 
     def mode_text(self) -> str:
         """One of the sweep's first lines: how its trials share the ``n_jobs`` slots."""
@@ -250,7 +263,8 @@ class Sweep:
         """Trials of a sweeper that died, whose jobs the slots can watch again: taken over (not
         failed, not re-run; they count toward n_trials as before) and recorded as they end."""
         adopt = getattr(self.slots, "adopt", None)
-        orphans = ledger.orphaned_slurm_trials(study) if adopt is not None else []
+        silent = self.heartbeat.silent_trial_ids() if self.heartbeat is not None else set()
+        orphans = ledger.orphaned_slurm_trials(study, silent) if adopt is not None else []
         if not orphans:
             return {}
         jobs = [
@@ -260,6 +274,9 @@ class Sweep:
         if futures is None:  # these slots cannot watch Slurm jobs: the trials go stale as usual
             return {}
         live = [ledger.take_over(study, t) for t in orphans]
+        for trial in live:
+            if self.heartbeat is not None:
+                self.heartbeat.add(trial)
         self.progress.message(
             f"{len(orphans)} trial(s) of a sweeper that stopped still have their Slurm job; "
             "watching them again: " + ", ".join(str(t.number) for t in orphans)
@@ -281,6 +298,7 @@ class Sweep:
     def _run_batches(self, study: optuna.Study, claims: Claims) -> None:
         """Ask, launch and tell in batches of ``n_jobs``."""
         while (batch_size := claims.room(study, self.settings.n_jobs)) > 0:
+            self._fail_stale(study, every_grace=True)
             try:
                 raise_if_interrupted()
                 with deferred_interrupt():
@@ -328,6 +346,7 @@ class Sweep:
             while True:
                 free = self.settings.n_jobs - len(state.running)
                 if stopped is None and free > 0:
+                    self._fail_stale(study, every_grace=True)
                     with deferred_interrupt():  # asked trials reach `unrecorded` before a Ctrl-C
                         trials, state.ahead = state.ahead[:free], state.ahead[free:]
                         trials += self._timed_asks(study, claims, free - len(trials), pace, state)
@@ -406,6 +425,25 @@ class Sweep:
             raise RuntimeError(f"the launcher started {len(futures)} of {len(trials)} jobs")
         return dict(zip(futures, trials))
 
+    def _fail_stale(self, study: optuna.Study, *, every_grace: bool = False) -> None:
+        """Fail the RUNNING trials of sweepers that died (this host: their process is gone; any
+        host: their heartbeat is older than the grace period), so their work is run again. While
+        the sweep runs, looked for once per grace period."""
+        if every_grace:
+            if self.heartbeat is None:
+                return
+            if time.monotonic() - self._stale_checked < self.heartbeat.timing.grace_s:
+                return
+        self._stale_checked = time.monotonic()
+        stale = ledger.fail_stale_trials(study, self.heartbeat)
+        if stale:
+            self.progress.message(
+                f"{len(stale)} trial(s) of a sweeper that stopped were marked failed: "
+                + ", ".join(
+                    f"{t.number} ({t.user_attrs.get(ledger.ATTR_OWNER, '?')})" for t in stale
+                )
+            )
+
     def _failure_stop(self, study: optuna.Study, n_running: int) -> SweepStopped | None:
         """The reason to stop (too many failures), said at once; running trials still finish."""
         try:
@@ -476,6 +514,7 @@ class Sweep:
         for trial in [*trials, *mine]:
             if trial.number not in seen:
                 seen.add(trial.number)
+                self._beat_off(trial)
                 ledger.mark_stale(study, trial, "the sweep was interrupted (Ctrl-C) while it ran")
         raise SweepStopped(
             "interrupted: finished trials are in the ledger; run the same command to resume "
@@ -483,17 +522,24 @@ class Sweep:
         ) from None
 
     def _enqueue_initial(self, study: optuna.Study, claims: Claims) -> None:
-        for params in self.plan.enqueue:
-            study.enqueue_trial(dict(params), skip_if_exists=True)
-        claims.prepare(study)
+        """The warm-start entries and the claims' own (the grid's points), enqueued by one sweeper
+        at a time, so sweepers started together do not each enqueue the same points."""
+        shared = study is self.study
+        with ledger.exclusive_ask(self.storage_url) if shared else contextlib.nullcontext():
+            for params in self.plan.enqueue:
+                study.enqueue_trial(dict(params), skip_if_exists=True)
+            claims.prepare(study)
 
     def _ask(self, study: optuna.Study, claims: Claims) -> optuna.Trial | None:
         """A new trial with every parameter sampled, or None when the claims allow no more."""
         while claims.room(study, 1) > 0:
             shared = study is self.study  # not the in-memory study of a preview
-            with ledger.exclusive_ask(self.storage_url) if shared else contextlib.nullcontext():
+            with (
+                self._timed("ask") if shared else contextlib.nullcontext(),
+                ledger.exclusive_ask(self.storage_url) if shared else contextlib.nullcontext(),
+            ):
                 trial = study.ask()
-            claim = claims.accept(study, trial)
+                claim = claims.accept(study, trial)
             if claim is Claim.RETRY:
                 continue
             if claim is Claim.STOP:
@@ -501,6 +547,8 @@ class Sweep:
             for name, dist in self.space.distributions.items():
                 suggest(trial, name, dist)
             trial.set_user_attr(ledger.ATTR_OWNER, ledger.owner_tag())
+            if shared and self.heartbeat is not None:
+                self.heartbeat.add(trial)
             trial.set_user_attr(ledger.ATTR_OVERRIDES, self._overrides(trial))
             if self._screened_out(study, trial, report=shared):
                 continue
@@ -518,6 +566,7 @@ class Sweep:
             return False
         trial.set_user_attr(ledger.ATTR_FAIL_REASON, f"infeasible, not launched: {rule}")
         trial.set_user_attr(ledger.ATTR_FAIL_KIND, FailureKind.INFEASIBLE.value)
+        self._beat_off(trial)
         study.tell(trial, state=TrialState.FAIL)
         if report:
             self.new_trials.append(trial.number)
@@ -537,8 +586,58 @@ class Sweep:
         for trial, outcome in zip(trials, outcomes):
             self._record(study, trial, outcome)
 
+    def _beat_off(self, trial: optuna.Trial) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.discard(trial)
+
     def _record(self, study: optuna.Study, trial: optuna.Trial, outcome: JobOutcome) -> None:
+        self._beat_off(trial)
         self.new_trials.append(trial.number)
+        frozen = self._ledger_write("tell", lambda: self._tell(study, trial, outcome))
+        self.progress.trial_finished(study, frozen)
+
+    def _ledger_write(self, what: str, write: Callable[[], Any], attempts: int = 3) -> Any:
+        """A ledger write, timed, retried while a SQLite file stays locked; if it never frees, the
+        sweep stops with one line that says to use a server or a journal file (the running
+        trials are then found stale and re-run by the next sweeper)."""
+        for attempt in range(attempts):
+            try:
+                with self._timed(what):
+                    return write()
+            except Exception as exc:
+                if not ledger.is_locked(exc):
+                    raise
+                if attempt == attempts - 1:
+                    raise SweepStopped(
+                        "Error: " + str(ledger.crowded_text(self.storage_url, what, exc))
+                    ) from None
+                self._warn_crowded(what)
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _timed(self, what: str) -> Iterator[None]:
+        """Time a ledger step; on SQLite, say it at once when one keeps waiting for the lock."""
+        timer = None
+        if ledger.crowded_text(self.storage_url, what, None) is not None:
+            timer = threading.Timer(ledger.SLOW_LEDGER_S, self._warn_crowded, args=(what,))
+            timer.daemon = True
+            timer.start()
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.ledger_times.setdefault(what, []).append(time.monotonic() - start)
+
+    def _warn_crowded(self, what: str) -> None:
+        if not self._warned_crowded:
+            self._warned_crowded = True
+            self.progress.message(
+                "Warning: " + str(ledger.crowded_text(self.storage_url, what, None))
+            )
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, outcome: JobOutcome) -> FrozenTrial:
         if outcome.job_dir:
             trial.set_user_attr(ledger.ATTR_JOB_DIR, str(outcome.job_dir))
         if outcome.duration_s is not None:
@@ -555,7 +654,7 @@ class Sweep:
         else:
             trial.set_user_attr(ledger.ATTR_METRICS, metrics)
             frozen = study.tell(trial, values)
-        self.progress.trial_finished(study, frozen)
+        return frozen
 
     def _check_failures(self, study: optuna.Study) -> None:
         """Stop when every trial of this run missed the objective, or too many trials failed."""

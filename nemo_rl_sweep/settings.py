@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
 
     from nemo_rl_sweep.confirmation import ConfirmSettings
+    from nemo_rl_sweep.ledger import HeartbeatTiming
     from nemo_rl_sweep.objectives import Objectives
     from nemo_rl_sweep.space import SearchSpace
     from nemo_rl_sweep.warm_start import WarmStartSource
@@ -69,6 +70,12 @@ class SweepSettings:
     )
     # seconds a trial may run before it is stopped and failed (kind timeout); null: no limit
     trial_timeout_s: float | None = None
+    # seconds between the sweeper's heartbeats for its running trials (Optuna's heartbeat on a
+    # database, incl. SQLite; a trial attribute on a journal file); null: off, only a dead sweeper
+    # on the same host is seen. A RUNNING trial silent for more than grace_period seconds (null:
+    # 2 x heartbeat_interval) is failed as stale by any sweeper of the study, on any host, and re-run
+    heartbeat_interval: int | None = 60
+    grace_period: int | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,7 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> SweepPlan:
             f"must be an integer or null, got {settings.seed!r}",
             "e.g. seed=0",
         )
+    _check_heartbeat(settings.heartbeat_interval, settings.grace_period)
     if not space.params and not settings.enqueue:
         raise SweepConfigError(
             "hydra.sweeper.params",
@@ -224,6 +232,8 @@ _TYPES: dict[str, tuple[tuple[type, ...], str, str]] = {
     ),
     "confirm": ((_DICT, _NONE), "a mapping or null", "confirm={top_k:3}"),
     "trial_timeout_s": ((_NUM, _NONE), "a number of seconds or null", "trial_timeout_s=3600"),
+    "heartbeat_interval": ((_INT, _NONE), "a positive integer or null", "heartbeat_interval=60"),
+    "grace_period": ((_INT, _NONE), "a positive integer or null", "grace_period=180"),
 }
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
 
@@ -271,6 +281,37 @@ def _grid_points(space: SearchSpace, n_trials: int | None) -> list[dict[str, Any
             "set n_trials to the number of points to run, or use fewer values",
         )
     return list(itertools.islice(space.grid(), n_trials))
+
+
+def _check_heartbeat(interval: Any, grace: Any) -> None:
+    _check_positive_int(
+        "heartbeat_interval", interval, "e.g. heartbeat_interval=60", allow_none=True
+    )
+    _check_positive_int("grace_period", grace, "e.g. grace_period=180", allow_none=True)
+    if grace is not None and interval is None:
+        raise SweepConfigError(
+            "hydra.sweeper.grace_period",
+            "is set but heartbeat_interval is null (no heartbeats to wait for)",
+            "set hydra.sweeper.heartbeat_interval, e.g. 60, or leave grace_period null",
+        )
+    if grace is not None and grace <= interval:
+        raise SweepConfigError(
+            "hydra.sweeper.grace_period",
+            f"{grace} s is not longer than heartbeat_interval={interval} s: live trials would be "
+            "failed as stale",
+            f"set grace_period to at least 2 x heartbeat_interval, e.g. {2 * interval}",
+        )
+
+
+def heartbeat_timing(settings: SweepSettings) -> HeartbeatTiming | None:
+    """The heartbeat's interval and grace in seconds (grace null: twice the interval, as Optuna's
+    default), or None when heartbeats are off."""
+    from nemo_rl_sweep.ledger import HeartbeatTiming
+
+    if settings.heartbeat_interval is None:
+        return None
+    interval = settings.heartbeat_interval
+    return HeartbeatTiming(interval, settings.grace_period or 2 * interval)
 
 
 def _check_positive_int(key: str, value: Any, example: str, *, allow_none: bool = False) -> None:

@@ -99,6 +99,18 @@ def test_grid_plan_has_its_points_cut_to_n_trials():
             "hydra.sweeper.sampler",
             "is used by strategy optuna only, the strategy is random",
         ),
+        (dict(heartbeat_interval=0), "hydra.sweeper.heartbeat_interval", "positive integer"),
+        (dict(grace_period=-5), "hydra.sweeper.grace_period", "positive integer"),
+        (
+            dict(heartbeat_interval=10, grace_period=10),
+            "hydra.sweeper.grace_period",
+            "live trials would be failed as stale",
+        ),
+        (
+            dict(heartbeat_interval=None, grace_period=30),
+            "hydra.sweeper.grace_period",
+            "heartbeat_interval is null",
+        ),
         (
             dict(warm_start_from={"study": "x"}),
             "hydra.sweeper.warm_start_from.study",

@@ -87,6 +87,8 @@ class NemoRLSweeper(Sweeper):
         enqueue: Any,
         warm_start_from: Any,
         confirm: Any,
+        heartbeat_interval: Any,
+        grace_period: Any,
         trial_timeout_s: Any = None,
         params: Any = None,
         trial_number: int | None = None,
@@ -109,6 +111,8 @@ class NemoRLSweeper(Sweeper):
             warm_start_from=_container(warm_start_from),
             confirm=_container(confirm),
             trial_timeout_s=trial_timeout_s,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
         )
         self.params = {} if params is None else _container(params)
         self.config: DictConfig | None = None
