@@ -107,6 +107,7 @@ def test_the_pruner_stops_a_hopeless_curve_and_keeps_a_promising_one(tmp_path):
     study = real_study(tmp_path, pruner=pruner)
     for x in (0.0, 0.05, 0.3, 0.6, 0.9, 1.0):
         add(study, x, TrialState.COMPLETE)
+    study.enqueue_trial({"x": 0.45})  # between tried points: a fixed x, not the sampler's draw
     hopeless = study.ask({"x": SPACE["x"]})
     for step in (10, 20, 30):
         hopeless.report(0.01 * step / 10, step)  # far below every curve seen

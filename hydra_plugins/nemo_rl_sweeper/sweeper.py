@@ -87,9 +87,9 @@ class NemoRLSweeper(Sweeper):
         enqueue: Any,
         warm_start_from: Any,
         confirm: Any,
-        heartbeat_interval: Any,
-        grace_period: Any,
         trial_timeout_s: Any = None,
+        heartbeat_interval: Any = 60,
+        grace_period: Any = None,
         params: Any = None,
         trial_number: int | None = None,
     ) -> None:
