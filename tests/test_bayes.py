@@ -184,3 +184,33 @@ def test_bayes_learns_to_avoid_a_region_whose_trials_are_infeasible():
     unmarked = _proposals_in_an_infeasible_region(mark_infeasible=False)
     assert learned <= 4  # of 18 model-based proposals
     assert unmarked >= 10
+
+
+def test_a_pruned_trial_is_fitted_with_its_value_plus_the_gain_complete_trials_made_after_it():
+    """A validation at step 1 is not a final value: the model gets it moved by the median gain
+    complete trials made from step 1 to their end (here +0.6 and +0.8: +0.7)."""
+    space = {"x": FloatDistribution(0.0, 1.0)}
+    study = optuna.create_study(direction="maximize", sampler=BayesSampler(space, seed=0))
+
+    def add(x, curve, state=TrialState.COMPLETE):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": x},
+                distributions=space,
+                value=curve[-1] if curve else None,
+                intermediate_values=dict(enumerate(curve, start=1)),
+                state=state,
+            )
+        )
+
+    add(0.2, [0.2, 0.5, 0.8])
+    add(0.4, [0.1, 0.6, 0.9])
+    add(0.7, [0.05], TrialState.PRUNED)
+    probe = study.ask()
+    history = study.sampler._history(study, study.get_trials()[-1], space)
+    assert sorted((p["x"], v[0]) for p, v in history.done) == [
+        (0.2, 0.8),
+        (0.4, 0.9),
+        (0.7, pytest.approx(0.05 + 0.7)),
+    ]
+    study.tell(probe, 0.0)

@@ -1,7 +1,7 @@
 """What the GP samplers (``bayes``, ``pareto``) add to the shared base: one notion of "what has been tried".
 
 Both learn from the same trials in the same way: finished trials (and pruned ones, with the value
-they stopped at) are fitted; trials still RUNNING are pending points to condition on; FAIL trials are
+they stopped at plus the gain finished trials made from that step on) are fitted; trials still RUNNING are pending points to condition on; FAIL trials are
 never fitted and never proposed again. Both start with the same seeded Sobol sequence, hand anything
 outside the modelled space to Optuna's RandomSampler (the base's fallback), and never propose a point
 twice.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,13 +144,18 @@ class ModelBasedSampler(SpaceSampler):
         """Every other trial whose params fit ``search_space``, sorted by what the model does with it.
 
         A pruned trial is fitted with the value it stopped at (Optuna records its last
-        intermediate value): with pruning on, that is what tells the model a region is hopeless.
+        intermediate value) moved by the median gain that complete trials made from that step to
+        their end (``curve_gain``): with pruning on, that is what tells the model a region is
+        hopeless, without taking an early validation for a final one (an asynchronous sweep, whose
+        pruner compares with newer, better trials, prunes more and would bias the model).
         An infeasible trial (never launched: its config breaks a rule of the trainer) is fitted
         with the worst value seen, for the same reason.
         """
         history = History()
         infeasible: list[dict[str, Any]] = []
-        for t in study.get_trials(deepcopy=False):
+        trials = study.get_trials(deepcopy=False)
+        gain = curve_gain(trials) if len(study.directions) == 1 else None
+        for t in trials:
             if t.number == trial.number:
                 continue
             params = params_of(t)
@@ -157,7 +163,10 @@ class ModelBasedSampler(SpaceSampler):
                 continue
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.values is not None:
                 if all(math.isfinite(v) for v in t.values):
-                    history.done.append((params, list(t.values)))
+                    values = list(t.values)
+                    if gain is not None and t.state == TrialState.PRUNED:
+                        values[0] += gain(t)
+                    history.done.append((params, values))
                 else:  # an infinite result is no value to fit; its point is not tried again
                     history.failed.append(params)
             elif t.state in (TrialState.RUNNING, TrialState.WAITING):
@@ -242,3 +251,29 @@ def is_repeat(x: np.ndarray, seen: np.ndarray | None, bad: np.ndarray | None) ->
         if pts is not None and len(pts) and np.any(np.max(np.abs(pts - x), axis=1) <= tol):
             return True
     return False
+
+
+def curve_gain(trials: list[FrozenTrial]) -> Callable[[FrozenTrial], float]:
+    """For a pruned trial: how much complete trials' values moved from its last step to their end
+    (the median over those that reported that step or an earlier one; 0 with none)."""
+    curves = [
+        (sorted(t.intermediate_values.items()), t.values[0])
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.values is not None
+        and t.intermediate_values
+        and math.isfinite(t.values[0])
+    ]
+
+    def gain(pruned: FrozenTrial) -> float:
+        step = pruned.last_step
+        if step is None:
+            return 0.0
+        gains = []
+        for curve, final in curves:
+            earlier = [value for s, value in curve if s <= step]
+            if earlier and math.isfinite(earlier[-1]):
+                gains.append(final - earlier[-1])
+        return float(np.median(gains)) if gains else 0.0
+
+    return gain
