@@ -358,6 +358,34 @@ def _server_lock(url: str) -> Iterator[None]:
             conn.commit()
 
 
+def unwritable_text(exc: BaseException) -> str | None:
+    """What to say when the ledger stops taking writes in the middle of a sweep (its disk filled
+    or turned read-only), or None for any other error. What it recorded before stays in it."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 10:  # Optuna wraps SQLAlchemy, which wraps sqlite3
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    problem = None
+    for link in chain:
+        first = _first_line(link)
+        errno_of = link.errno if isinstance(link, OSError) else None
+        if "disk is full" in first or "No space left" in first or errno_of == errno.ENOSPC:
+            problem = "its disk is full"
+        elif "readonly database" in first or errno_of == errno.EROFS:
+            problem = "it became read-only"
+        if problem is not None:
+            break
+    if problem is None:
+        return None
+    return (
+        f"hydra.sweeper.storage: the ledger could not be written during the sweep: {problem} "
+        f"({first}); every trial it recorded before is kept. Fix: free space on its disk (or make "
+        "it writable), then run the same command to resume: the trials that were running are run "
+        "again"
+    )
+
+
 def is_locked(exc: BaseException) -> bool:
     """SQLite's own word for a write that waited for the file lock in vain."""
     return "database is locked" in str(exc)

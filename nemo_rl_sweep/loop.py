@@ -386,6 +386,9 @@ class Sweep:
             _SEEN.set()  # no second Ctrl-C while the jobs are stopped
             slots.stop()
             self._interrupted(study, list(state.unrecorded.values()))
+        except Exception:  # the ledger cannot be written (a full disk...): no job runs unwatched;
+            slots.stop()  # its trial stays RUNNING, so the next run finds it stale and re-runs it
+            raise
         if stopped is not None:
             raise stopped
 

@@ -21,7 +21,7 @@ import optuna
 import pytest
 
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.ledger import open_storage
+from nemo_rl_sweep.ledger import ATTR_OVERRIDES, open_storage
 from nemo_rl_sweep.outputs.results import TRIALS_FILE, write_results
 from tests.helpers import TOY_APP, error_lines, run_app
 
@@ -189,3 +189,61 @@ def test_results_files_are_replaced_whole_when_the_disk_fills(tmp_path):
         after = {p.name: p.read_bytes() for p in disk.iterdir() if not p.name.startswith("filler")}
     assert after == before  # no half-written file, no temp file left behind
     assert TRIALS_FILE in after
+
+
+def test_a_ledger_disk_that_fills_during_the_sweep_stops_it_with_one_line(tmp_path):
+    """The disk fills while a trial runs: the sweep stops with one ``Error:`` line (no traceback),
+    the trial finished before is kept, and after space is freed the same command ends the sweep
+    with ``n_trials`` exact."""
+    import sys
+    import time
+
+    from optuna.trial import TrialState
+
+    from tests.helpers import TOY_APP as app
+
+    with mounted("-t", "tmpfs", "-o", "size=2m", "tmpfs", target=tmp_path / "disk") as disk:
+        url = f"sqlite:///{disk}/ledger.db"
+        args = ["--multirun", f"hydra.sweeper.storage={url}", "hydra.sweeper.n_trials=4"]
+        args += ["sleep=2.0", "hydra.sweeper.seed=3"]
+        proc = subprocess.Popen(
+            [sys.executable, str(app), *args],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        first = None
+        while first is None:  # the first trial is recorded, the second runs (its ask recorded)
+            assert proc.poll() is None, proc.communicate()
+            if (disk / "ledger.db").exists():
+                summaries = optuna.get_all_study_summaries(url)
+                if summaries:
+                    study = optuna.load_study(study_name=summaries[0].study_name, storage=url)
+                    done = study.get_trials(states=(TrialState.COMPLETE,))
+                    running = study.get_trials(states=(TrialState.RUNNING,))
+                    if done and any(ATTR_OVERRIDES in t.user_attrs for t in running):
+                        first = done[0]
+            time.sleep(0.2)
+        fill(disk)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 3, out[-2000:] + err[-3000:]
+        assert "Traceback" not in err
+        (line,) = [x for x in err.splitlines() if x.startswith("Error: ")]
+        assert line.startswith("Error: hydra.sweeper.storage: the ledger could not be written")
+        assert "disk is full" in line and "run the same command to resume" in line
+        for filler in disk.glob("filler*"):
+            filler.unlink()
+        again = run_app(app, args, tmp_path)  # the same command
+        assert again.returncode == 0, again.stderr[-3000:]
+        study = optuna.load_study(study_name=first_study(url), storage=url)
+        complete = study.get_trials(states=(TrialState.COMPLETE,))
+        states = [(t.number, t.state.name, sorted(t.user_attrs)) for t in study.get_trials()]
+        assert len(complete) == 4, states
+        assert (first.number, first.value) in {(t.number, t.value) for t in complete}
+
+
+def first_study(url: str) -> str:
+    (summary,) = optuna.get_all_study_summaries(url)
+    return summary.study_name

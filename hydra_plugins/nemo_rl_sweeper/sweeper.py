@@ -143,6 +143,14 @@ class NemoRLSweeper(Sweeper):
                 f"Error: {exc}" if isinstance(exc, SweepConfigError) else str(exc), file=sys.stderr
             )
             sys.exit(2 if isinstance(exc, SweepConfigError) else 3)
+        except Exception as exc:
+            from nemo_rl_sweep.ledger import unwritable_text
+
+            text = unwritable_text(exc)
+            if text is None:
+                raise
+            print(f"Error: {text}", file=sys.stderr)
+            sys.exit(3)
 
     def _sweep(self, arguments: list[str]) -> Any:
         from dataclasses import replace
