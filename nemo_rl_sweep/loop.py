@@ -224,15 +224,16 @@ class Sweep:
         self.progress.message(self.mode_text())
         self.progress.sweep_started(study, self.settings.n_trials)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            with sigterm_as_interrupt(), self.heartbeat or contextlib.nullcontext():
-                self._run_phase(study, self.claims, adopted)
-                if self.plan.confirm is not None:
-                    self._run_phase(study, self._confirmation_claims(study))
-        finally:
-            self._write_results(study, final=True)
-            self.progress.sweep_finished(study)
-            self.progress.message(self.ledger_text())
+        with sigterm_as_interrupt():  # to the end: a repeated Ctrl-C cannot cut the last writes
+            try:
+                with self.heartbeat or contextlib.nullcontext():
+                    self._run_phase(study, self.claims, adopted)
+                    if self.plan.confirm is not None:
+                        self._run_phase(study, self._confirmation_claims(study))
+            finally:
+                self._write_results(study, final=True)
+                self.progress.sweep_finished(study)
+                self.progress.message(self.ledger_text())
         return SweepResult(study, self.storage_url, self.sweep_dir, list(self.new_trials))
 
     def ledger_text(self) -> str:
@@ -830,6 +831,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        if _SEEN.is_set() and _INTERRUPTED.is_set():
+            return  # the loop is already stopping for this Ctrl-C (or its resend): let it finish
         if not _INTERRUPTED.is_set():
             # Python drops an exception raised inside a weakref callback or a __del__ (SQLAlchemy
             # and the GC run many): the signal is sent again until the loop has seen it

@@ -134,12 +134,12 @@ def ctrl_c_then_resume(args, tmp_path):
 def test_two_sweepers_share_one_study(tmp_path):
     args = [
         "hydra.sweeper.seed=2",
-        "hydra.sweeper.n_trials=6",
-        "sleep=0.5",
+        "hydra.sweeper.n_trials=8",
+        "sleep=1.0",  # 8 s of trials: the later of the two starts in time even on a loaded machine
         "hydra.sweeper.study_name=shared",
     ]
     real = _two_sweepers(args, tmp_path, "shared")
-    assert len(real) == 6 and all(t.state == TrialState.COMPLETE for t in real)
+    assert len(real) == 8 and all(t.state == TrialState.COMPLETE for t in real)
     owners = {t.user_attrs["sweeper"] for t in real}
     assert len(owners) == 2, owners
 
