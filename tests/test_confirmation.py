@@ -14,11 +14,8 @@ from optuna.study import StudyDirection
 from nemo_rl_sweep import confirmation as conf
 from nemo_rl_sweep import ledger
 from nemo_rl_sweep.errors import SweepConfigError
+from tests.helpers import NEMO_RL_CONFIGS, REPO
 
-ROOT = Path(__file__).resolve().parents[1]
-NEMO_RL_CONFIGS = ROOT.parent / "shared" / "nemo_rl" / "examples" / "configs"
-if not NEMO_RL_CONFIGS.is_dir():  # the fixtures live next to the work tree
-    NEMO_RL_CONFIGS = Path("/work/shared/nemo_rl/examples/configs")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 MAX = [StudyDirection.MAXIMIZE]
 DIST = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
@@ -98,7 +95,7 @@ def test_bad_settings_name_the_key_and_the_fix(confirm: dict, key: str, words: s
 
 
 def test_seed_key_of_the_embedded_recipe() -> None:
-    recipe = yaml.safe_load((ROOT / "conf" / "recipe" / "grpo_tiny.yaml").read_text())
+    recipe = yaml.safe_load((REPO / "conf" / "recipe" / "grpo_tiny.yaml").read_text())
     settings = conf.ConfirmSettings(3, 3)
     assert conf.find_seed_key(nested_lookup(recipe), settings) == ("grpo.seed", 42)
 
@@ -109,8 +106,9 @@ def test_seed_key_of_the_embedded_recipe() -> None:
 )
 def test_seed_key_of_nemo_rl_recipes(recipe: str, key: str) -> None:
     path = NEMO_RL_CONFIGS / recipe
-    if not path.is_file():
-        pytest.skip(f"NeMo RL's configs are not at {NEMO_RL_CONFIGS}")
+    assert path.is_file(), (
+        f"NeMo RL's configs belong at {NEMO_RL_CONFIGS} (../shared from the repo)"
+    )
     cfg = yaml.safe_load(path.read_text())
     found, value = conf.find_seed_key(nested_lookup(cfg), conf.ConfirmSettings(2, 2))
     assert found == key and value == cfg[key.split(".")[0]]["seed"]
