@@ -264,8 +264,10 @@ class Sweep:
         """Trials of a sweeper that died, whose jobs the slots can watch again: taken over (not
         failed, not re-run; they count toward n_trials as before) and recorded as they end."""
         adopt = getattr(self.slots, "adopt", None)
+        if adopt is None:
+            return {}
         silent = self.heartbeat.silent_trial_ids() if self.heartbeat is not None else set()
-        orphans = ledger.orphaned_slurm_trials(study, silent) if adopt is not None else []
+        orphans = ledger.orphaned_slurm_trials(study, silent)
         if not orphans:
             return {}
         jobs = [

@@ -1,8 +1,8 @@
 """What the GP samplers (``bayes``, ``pareto``) add to the shared base: one notion of "what has been tried".
 
 Both learn from the same trials in the same way: finished trials (and pruned ones, with the value
-they stopped at plus the gain finished trials made from that step on) are fitted; trials still RUNNING are pending points to condition on; FAIL trials are
-never fitted and never proposed again. Both start with the same seeded Sobol sequence, hand anything
+they stopped at plus the gain finished trials made from that step on) are fitted; trials still
+RUNNING are pending points to condition on; FAIL trials are never fitted and never proposed again. Both start with the same seeded Sobol sequence, hand anything
 outside the modelled space to Optuna's RandomSampler (the base's fallback), and never propose a point
 twice.
 """
@@ -154,7 +154,7 @@ class ModelBasedSampler(SpaceSampler):
         history = History()
         infeasible: list[dict[str, Any]] = []
         trials = study.get_trials(deepcopy=False)
-        gain = curve_gain(trials) if len(study.directions) == 1 else None
+        gain: Callable[[FrozenTrial], float] | None = None  # built at the first pruned trial
         for t in trials:
             if t.number == trial.number:
                 continue
@@ -164,7 +164,8 @@ class ModelBasedSampler(SpaceSampler):
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.values is not None:
                 if all(math.isfinite(v) for v in t.values):
                     values = list(t.values)
-                    if gain is not None and t.state == TrialState.PRUNED:
+                    if t.state == TrialState.PRUNED and len(values) == 1:
+                        gain = gain or curve_gain(trials)
                         values[0] += gain(t)
                     history.done.append((params, values))
                 else:  # an infinite result is no value to fit; its point is not tried again
