@@ -218,9 +218,13 @@ def test_a_ledger_disk_that_fills_during_the_sweep_stops_it_with_one_line(tmp_pa
         while first is None:  # the first trial is recorded, the second runs (its ask recorded)
             assert proc.poll() is None, proc.communicate()
             if (disk / "ledger.db").exists():
-                summaries = optuna.get_all_study_summaries(url)
+                # through the ledger module: it takes turns with the sweeper that may be creating
+                # the tables right now (a bare URL here could race it: "table studies already
+                # exists")
+                storage = open_storage(url)
+                summaries = optuna.get_all_study_summaries(storage)
                 if summaries:
-                    study = optuna.load_study(study_name=summaries[0].study_name, storage=url)
+                    study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
                     done = study.get_trials(states=(TrialState.COMPLETE,))
                     running = study.get_trials(states=(TrialState.RUNNING,))
                     if done and any(ATTR_OVERRIDES in t.user_attrs for t in running):

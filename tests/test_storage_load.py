@@ -20,6 +20,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nemo_rl_sweep import ledger
 from tests.conftest import _in_ci
 from tests.helpers import TOY_APP
 from tests.storage_load import Group, run_load
@@ -118,8 +119,8 @@ def test_a_crowded_sqlite_ledger_says_so_and_loses_no_trial(tmp_path):
 
 
 def _running(url: str) -> int:
-    try:
-        study = optuna.load_study(study_name="crowded", storage=url)
+    try:  # through the ledger module, which takes turns with a sweeper creating the tables
+        study = optuna.load_study(study_name="crowded", storage=ledger.open_storage(url))
     except KeyError:
         return 0
     return len(study.get_trials(states=(TrialState.RUNNING,)))
