@@ -108,13 +108,72 @@ def test_two_objectives_cover_pieces_no_trial_on_the_front_ever_reached():
     assert hypervolume_improvement(last_piece, front, ref)[0] > 0.0
 
 
+def _sphere(n: int, seed: int) -> np.ndarray:
+    """Points of DTLZ2's front (the positive octant of the unit sphere), one connected piece."""
+    d = np.abs(np.random.default_rng(seed).normal(size=(n, 3)))
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def _ishibuchi(front: np.ndarray) -> np.ndarray:
+    """The front's nadir plus 10% of its range."""
+    return front.max(axis=0) + 0.1 * np.ptp(front, axis=0)
+
+
 def test_three_objectives_a_late_dominated_trial_does_not_widen_the_reference():
     """With three objectives the slab beyond the front is a region poorly converged trials can
     fill, so only witnesses widen the reference: a trial dominated when it ran does not."""
-    rng = np.random.default_rng(1)
-    d = np.abs(rng.normal(size=(40, 3)))
-    sphere = d / np.linalg.norm(d, axis=1, keepdims=True)  # DTLZ2's front, one connected piece
+    sphere = _sphere(40, 1)
     y = np.vstack([sphere, [[1.5, 1.5, 1.5]]])
     ref = ehvi_reference_point(y)
-    np.testing.assert_allclose(ref, sphere.max(axis=0) + 0.1 * (1.5 - y.min(axis=0)))
-    assert np.all(ref < 1.5)
+    np.testing.assert_allclose(ref, _ishibuchi(sphere))
+    assert np.all(ref < 1.2)
+
+
+def test_three_objectives_poorly_converged_early_trials_do_not_widen_the_reference():
+    """DTLZ2's early trials are 1 + g times a point of the front: on the front when they ran,
+    left behind in every objective once the search converged past them. They are copies of a
+    part of the front found since, not a region the search left, so the reference stays at the
+    front (they used to set it at 1.4-1.6 instead of 1.1)."""
+    early = 1.4 * _sphere(8, 2)
+    sphere = _sphere(40, 3)
+    y = np.vstack([early, sphere])
+    assert pareto_front_mask(early).all()  # all on the front when they ran
+    assert not pareto_front_mask(y)[: len(early)].any()  # all left behind
+    ref = ehvi_reference_point(y)
+    np.testing.assert_allclose(ref, _ishibuchi(sphere))
+
+
+def test_three_objectives_a_dominance_resistant_point_does_not_set_the_reference():
+    """A point with two objectives at 0 and a poorly converged third is on the front (nothing
+    else has f1 = f2 = 0) but only weakly Pareto-optimal: the front's point near the pole loses
+    next to nothing in f1 and f2 and gains 0.8 in f3. It must not stretch the reference in f3."""
+    pole = np.array([[0.03, 0.02, 1.0]])
+    sphere = np.vstack([_sphere(40, 4), pole / np.linalg.norm(pole)])
+    drs = np.array([[0.0, 0.0, 1.8]])
+    y = np.vstack([sphere, drs])
+    assert pareto_front_mask(y)[-1]
+    ref = ehvi_reference_point(y)
+    assert ref[2] < 1.2
+    ideal = y.min(axis=0)
+    np.testing.assert_allclose(ref, sphere.max(axis=0) + 0.1 * (sphere.max(axis=0) - ideal))
+    # a point anywhere on the front still improves the hypervolume at that reference
+    assert hypervolume_improvement(np.array([0.3, 0.3, 0.9]), y[pareto_front_mask(y)], ref)[0] > 0
+
+
+def test_three_objectives_the_reference_keeps_a_region_the_front_left():
+    """DTLZ7-like: early trials spread in f1 and f2 were on the front; the search then settled on
+    one piece near f1 = f2 = 0 and left them behind. Another piece near (0.7, 0.7) keeps a
+    positive improvement, which the front's nadir plus a margin would give it none."""
+    early = np.array([[0.8, 0.8, 3.0], [0.5, 0.6, 2.6], [0.6, 0.4, 2.8]])
+    g = np.linspace(0.0, 0.25, 6)
+    f1, f2 = np.meshgrid(g, g)
+    piece = np.stack([f1.ravel(), f2.ravel(), 1.5 - f1.ravel() - f2.ravel()], axis=1)
+    y = np.vstack([early, piece])
+    front = y[pareto_front_mask(y)]
+    assert all(pareto_front_mask(early[: i + 1])[-1] for i in range(len(early)))  # on it then
+    assert not pareto_front_mask(y)[: len(early)].any()  # left behind now
+    ref = ehvi_reference_point(y)
+    other_piece = np.array([0.7, 0.7, 0.6])
+    assert hypervolume_improvement(other_piece, front, ref)[0] > 0.0
+    assert hypervolume_improvement(other_piece, front, _ishibuchi(front))[0] == 0.0
+    np.testing.assert_allclose(ref[:2], 0.8 + 0.1 * 0.8)  # up to the witness, plus 10%

@@ -19,69 +19,59 @@ def ehvi_reference_point(
     *,
     margin: float = 0.1,
     left_behind: float = 0.1,
+    alpha: float = 0.1,
 ) -> np.ndarray:
     """Reference point for EHVI, derived from the observations; minimisation form, same units.
 
     ``values`` (n, m) are all finished trials, minimised, rows in the order the trials ran;
     ``front`` is the front the acquisition improves (default: the front of ``values``; the sampler
-    passes its front with the running trials' believed values in it). The result is the nadir of
-    the front, pushed out to the *witnesses* (below), plus ``margin`` x each objective's range.
+    passes its front with the running trials' believed values in it).
 
-    Why. Expected hypervolume improvement is zero for a point beyond the reference in any
-    objective, so the reference decides which parts of objective space the search may go to.
+    One formula: ``N + margin * (N - I)``, where ``I`` is the front's best value in each objective
+    and ``N`` an estimate of the *true* front's worst value (its nadir). That is Ishibuchi, Imada,
+    Setoguchi and Nojima's specification (Evolutionary Computation 26(3), 2018: the true front's
+    nadir plus 1/H of its range, H = 10 here): a reference far beyond the nadir makes the slabs
+    along the front's edges carry most of the hypervolume, one at the nadir drops the front's
+    extremes. Expected hypervolume improvement is zero beyond the reference in any objective, so
+    an ``N`` that is too small also decides where the search may never go.
 
-    * The usual default, the current front's worst value plus a margin (BoTorch's
-      ``infer_reference_point``: the front's nadir minus 0.1 x the front's range, after
-      Ishibuchi et al. 2011; this sampler used to take 0.1 x the observed range), shrinks with
-      the front. On a disconnected front (ZDT3, DTLZ7) the search settles on one piece, the
-      front's nadir becomes that piece's nadir, and every point of the other pieces lies beyond
-      the reference: its improvement is zero, and the search never leaves the first piece
-      (issue 18; measured: ZDT3's hypervolume stuck at 0.46 of 1.33 in every seed).
-    * The worst value of all trials plus a margin (Optuna's GPSampler: 1.1 x the worst
-      standardised value) cannot shrink, but dominated outliers and poorly converged trials set
-      it: the slabs along the front's edges then carry most of the hypervolume and the search
-      spends its trials there (measured: 0.34 instead of 0.57 on DTLZ2). Ishibuchi, Imada,
-      Setoguchi and Nojima (Evolutionary Computation 26(3), 2018) show the same for the
-      indicator itself: a reference far beyond the nadir weights a front's boundary, one at the
-      nadir drops its extremes; they put it at the true front's nadir plus about 1/H of its
-      range.
+    How ``N`` is estimated from the trials:
 
-    So the aim is the *true* front's nadir, which lies between those two. What the trials say
-    about it: a trial that was on the front when it ran marks a place the front reached. If it is
-    now dominated only narrowly in some objective, it was a poor copy of a part of the front that
-    has since been found, and its bad value says nothing about the front's extent (DTLZ2's early
-    trials: good in two objectives, poorly converged in the third). If it is now dominated by a
-    wide margin in *every* objective (``left_behind``, a share of each objective's range), the
-    search found better trials elsewhere and left its region, where another piece of the front
-    may lie. Such witnesses push the nadir out to their values: the reference keeps covering
-    the regions the front once reached, so it no longer shrinks when the search settles on one
-    piece, and it stays at the front where the front is connected. Where a witness lies further
-    beyond the front than the front's own extent in that objective (the front covers less than
-    half of the span from its best value to the witness), the front has found too little of the
-    objective to tell where it ends, and the reference covers the objective's observed range, as
-    a user who knows the metric's range would set it: the first trials reaching a far piece are
-    rarely converged, and a reference just past the witness gives them next to no improvement
-    (measured on DTLZ7: 1.88 instead of 2.43 in one seed). Ranges are robust: a value
-    further above the next one down than the whole range below that is an outlier, counted
-    neither in the range nor as a witness, so one diverged trial does not move the reference.
+    * **Two objectives**: each objective's robust observed worst value (outliers dropped, see
+      ``_robust_top``). The current front's worst value (BoTorch's ``infer_reference_point``:
+      the front's nadir minus 0.1 x its range) shrinks to one piece of a disconnected front
+      (ZDT3): every point of the other pieces lies beyond it, its improvement is zero, and the
+      search never leaves the first piece (issue 18: 0.46 of 1.33). Covering the observed range
+      costs little in two dimensions: the strip beyond the front's worst f1 is only improved by a
+      point with a new best f2, a new extreme of the front, never by a poorly converged copy of a
+      part already found. (Measured cost: the model is unsure of an objective near its bound, and
+      a wide f2 pays it to try f1 below 0 at ZDT3's f1 = 0 edge; ZDT3 ends 12% below the
+      hand-given reference.)
+    * **Three or more**: covering the observed range is not cheap (Optuna's GPSampler does it,
+      1.1 x the worst standardised value; this sampler with it: 0.34 instead of 0.57 on DTLZ2).
+      The slab beyond the front in f3 is a two-dimensional region that poorly converged trials on
+      the boundary of objective space fill (DTLZ2's points with two objectives near 0 and the
+      third at 1 + g). So ``N`` is the front's nadir, with two corrections:
 
-    With **two objectives** the reference covers each objective's robust observed range, witness
-    or not. The witnesses miss a region where no trial was ever on the front (ZDT3's last pieces,
-    in some seeds; median 1.01 against 1.23 with the hand-given reference), and in two dimensions a wide reference costs next to
-    nothing: the region between the front's worst f1 and the reference's f1 is improved only by a
-    point whose f2 is below the front's best f2, which is a new extreme of the front, never a poorly
-    converged copy of a part already found (the strip beside the front's best f1 is empty once the
-    search reaches that objective's bound, and is a real extension of the front before). So no
-    trial is spent on the slabs along the front's edges, and a piece anywhere in the observed
-    range keeps a positive improvement. With three or more objectives this does not hold: the
-    slab beyond the front in f3 is a two-dimensional region, and trials on the boundary of the
-    objective space (DTLZ2's points with two objectives at 0 and the third poorly converged) fill
-    it; there the witness rule above decides.
+      - *dominance-resistant* points do not set it: a front point that another front point beats
+        by a wide margin in one objective while losing next to nothing in the others is only
+        weakly Pareto-optimal and says nothing about where the front ends (alpha-dominance,
+        Ikeda, Kita and Kobayashi, CEC 2001: ``q`` alpha-dominates ``p`` when
+        ``(q_j - p_j) + alpha * sum_{i != j} (q_i - p_i) <= 0`` for every ``j``, in units of the
+        front's range; ``alpha = 0.1`` bounds the trade-off at 10);
+      - *witnesses* push it out: a trial that was on the front when it ran and is now dominated
+        by a wide margin in every objective (``left_behind``, a share of each objective's
+        observed range) marks a region the front reached and the search left, where another
+        piece of a disconnected front may lie (DTLZ7). It pushes ``N`` out to its value only
+        where it lies beyond the front by more than the front's own extent: nearer, it is read
+        as a poorly converged copy of a part of the front found since (DTLZ2's early trials,
+        1 + g times a point of the front), which used to set the reference at 1.3-1.6 instead of
+        1.1 (DTLZ2: 0.56; now 0.64; 0.69 with the true reference).
 
-    Limits (measured, see docs/benchmarks.md): with three or more objectives a region where no
-    trial was ever on the front is not covered, and covering an objective's observed range also
-    widens the reference in objectives whose bad values come from unconverged trials, which
-    costs on connected fronts (DTLZ2). A user's reference point, where known, is still better.
+    Limits (measured, docs/benchmarks.md): the front's nadir is only as good as the front, so
+    while the front is poorly converged the reference is wide (DTLZ2: 1.5-1.9 after 35 trials,
+    1.1-1.2 at the end); a region where no trial was ever on the front is not covered with three
+    or more objectives; a user's reference point, where known, is still better.
     """
     y = np.asarray(values, dtype=float)
     if y.ndim != 2 or y.shape[0] == 0:
@@ -91,11 +81,42 @@ def ehvi_reference_point(
     hi = np.array([_robust_top(y[:, k]) for k in range(y.shape[1])])
     hi = np.maximum(hi, f.max(axis=0))
     span = np.where(hi - lo > 0, hi - lo, 1.0)
+    ideal = f.min(axis=0)
     if y.shape[1] == 2:
-        # Two objectives: cover each objective's robust observed range (see above).
-        return np.maximum(f.max(axis=0), hi) + margin * span
-    z, fz = (y - lo) / span, (f - lo) / span
+        # Two objectives: the robust observed range (see above).
+        nadir = np.maximum(f.max(axis=0), hi)
+    else:
+        nadir = f[~_alpha_dominated(f, alpha)].max(axis=0)
+        far = _witness_reach(y, f, lo, hi, left_behind)
+        if far is not None:
+            # Beyond the front by more than its own extent: a region the search left.
+            nadir = np.where(far - nadir > nadir - ideal, far, nadir)
+    extent = nadir - ideal
+    return nadir + margin * np.where(extent > 0, extent, span)
 
+
+def _alpha_dominated(f: np.ndarray, alpha: float) -> np.ndarray:
+    """Which points of the front ``f`` another of its points alpha-dominates (Ikeda et al. 2001),
+    in units of the front's range."""
+    width = np.ptp(f, axis=0)
+    z = (f - f.min(axis=0)) / np.where(width > 0, width, 1.0)
+    out = np.zeros(len(z), dtype=bool)
+    for s in range(0, len(z), _BLOCK):  # in blocks of p, to bound memory
+        d = z[:, None, :] - z[None, s : s + _BLOCK, :]  # [q, p, j] = q_j - p_j
+        g = d + alpha * (d.sum(axis=2, keepdims=True) - d)
+        dom = np.all(g <= 0.0, axis=2) & np.any(g < 0.0, axis=2)
+        out[s : s + _BLOCK] = dom.any(axis=0)  # a point never alpha-dominates itself (g = 0)
+    return out
+
+
+def _witness_reach(
+    y: np.ndarray, f: np.ndarray, lo: np.ndarray, hi: np.ndarray, left_behind: float
+) -> np.ndarray | None:
+    """The worst value, per objective, of the trials that were on the front when they ran and
+    are now dominated by at least ``left_behind`` (share of the robust observed range ``lo``-``hi``)
+    in every objective; None if there are none. Trials beyond ``hi`` are outliers, never witnesses."""
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    z, fz = (y - lo) / span, (f - lo) / span
     # On the front when it ran: no earlier row dominates it (in blocks, to bound memory).
     n = len(z)
     was_on_front = np.ones(n, dtype=bool)
@@ -109,15 +130,7 @@ def ehvi_reference_point(
     # every objective.
     depth = np.max(np.min(z[:, None, :] - fz[None, :, :], axis=2), axis=1)
     witness = was_on_front & (depth >= left_behind) & np.all(y <= hi, axis=1)
-
-    nadir, ideal = f.max(axis=0), f.min(axis=0)
-    if witness.any():
-        far = y[witness].max(axis=0)
-        # A witness further beyond the front than the front's own extent: the front has found
-        # too little of this objective to tell where it ends; cover its observed range.
-        unknown = far - nadir > nadir - ideal
-        nadir = np.where(unknown, np.maximum(far, hi), np.maximum(nadir, far))
-    return nadir + margin * span
+    return y[witness].max(axis=0) if witness.any() else None
 
 
 def _robust_top(v: np.ndarray) -> float:

@@ -20,9 +20,12 @@ Shared behaviour (as ``BayesSampler``):
 * FAIL trials are not fitted, and their points are never proposed again.
 * ``study.directions`` are honoured (maximised objectives are negated internally).
 * The reference point of the acquisition is ``reference_point`` (user units, one number per
-  objective) if given, else :func:`nemo_rl_sweep.pareto.reference.ehvi_reference_point`: with two
-  objectives, each objective's robust observed worst value; with more, the front's worst values,
-  extended to regions the front reached and left; plus 10% of each objective's observed range.
+  objective) if given, else :func:`nemo_rl_sweep.pareto.reference.ehvi_reference_point`: an
+  estimate ``N`` of the true front's nadir plus 10% of ``N`` minus the front's ideal (Ishibuchi et
+  al. 2018). With two objectives ``N`` is each objective's robust observed worst value; with more,
+  the nadir of the front without its dominance-resistant points (alpha-dominance), pushed out to
+  trials that were on the front, were left behind, and lie beyond the front by more than its
+  extent (another piece of a disconnected front may lie there).
 """
 
 from __future__ import annotations
@@ -237,10 +240,10 @@ class ParetoSampler(ModelBasedSampler):
                 models = [mdl.condition_on(X_run, believed[:, k]) for k, mdl in enumerate(models)]
                 front = np.vstack([front, believed])
                 front = front[pareto_front_mask(front)]
-            # Default reference: with two objectives the observed range, with more the front's
-            # nadir pushed out to where the front once reached and was left behind (another piece
-            # of a disconnected front may lie there); plus 10% of each objective's range. See
-            # ehvi_reference_point for why.
+            # Default reference: an estimate of the true front's nadir plus 10% of its range; with
+            # two objectives the observed range, with more the front's nadir without dominance-
+            # resistant points, pushed out to regions the front reached and left (another piece
+            # of a disconnected front may lie there). See ehvi_reference_point for why.
             ref_n = ehvi_reference_point(Yn, front) if ref is None else (ref - lo) / span
             acq = LogEHVI(front, ref_n)
 
