@@ -29,7 +29,8 @@ import torch
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from nemo_rl_sweep.gp import GPModel, Hyperparameters, Priors, fit_gp, log_ei
+from nemo_rl_sweep.gp import Priors, log_ei
+from nemo_rl_sweep.gp.curve_gp import CurveGP, fit_curve_gp
 from nemo_rl_sweep.gp.search_space import SpaceEncoding
 from nemo_rl_sweep.samplers.model_based import fits, params_of
 
@@ -142,37 +143,28 @@ class CurveModel:
         space: SpaceEncoding,
         *,
         priors: Priors,
-        warm_start: Hyperparameters | None = None,
+        warm_start: np.ndarray | None = None,
     ) -> None:
-        groups = np.append(space.column_groups, space.n_params)
-        self.gp: GPModel = fit_gp(
+        self.curves = curves
+        self.gp: CurveGP = fit_curve_gp(
             curves.X,
             curves.y,
-            column_groups=groups,
+            column_groups=space.column_groups,
+            max_step=curves.max_step,
             priors=priors,
             warm_start=warm_start,
-            max_iter=60,
         )
-        self.curves = curves
 
     def without(self, trial_number: int) -> CurveModel:
         """The same model (hyperparameters, scaling) conditioned on every row but one trial's:
         what the model expected of that trial before its own validations."""
-        keep = torch.as_tensor(self.curves.owner != trial_number)
-        gp = self.gp
+        mine = self.curves.owner == trial_number
         other = copy.copy(self)
-        other.gp = GPModel(
-            gp.X[keep],
-            gp.y[keep],
-            column_groups=gp.column_groups,
-            hyper=gp.hyper,
-            y_offset=gp.y_offset,
-            y_scale=gp.y_scale,
-        )
+        other.gp = self.gp.subset(~mine)
         return other
 
     @property
-    def hyper(self) -> Hyperparameters:
+    def hyper(self) -> np.ndarray:
         return self.gp.hyper
 
     @staticmethod

@@ -51,7 +51,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nemo_rl_sweep.errors import SweepConfigError
-from nemo_rl_sweep.gp import DEFAULT_PRIORS, Hyperparameters, log_ei, optimize_acquisition
+from nemo_rl_sweep.gp import DEFAULT_PRIORS, log_ei, optimize_acquisition
 from nemo_rl_sweep.gp.search_space import SpaceEncoding, modelable_space
 from nemo_rl_sweep.gp.threads import single_thread
 from nemo_rl_sweep.samplers.bayes import check_one_objective, check_space
@@ -129,7 +129,7 @@ class CurvePruner(BasePruner):
         self.tolerance = float(tolerance)
         self.min_complete = int(min_complete)
         self.max_step = max_step
-        self._hyper: Hyperparameters | None = None
+        self._hyper: np.ndarray | None = None
         # log(EI per remaining step now / EI per step before its own validations), last decision
         self.last_log_ratio: float | None = None
 
@@ -208,7 +208,7 @@ class MultiFidelitySampler(ModelBasedSampler):
         }
         self.n_candidates = int(n_candidates)
         self.n_restarts = int(n_restarts)
-        self._hyper: Hyperparameters | None = None
+        self._hyper: np.ndarray | None = None
 
     def pruner_node(self) -> dict[str, Any]:
         """The ``{_target_: ...}`` node of this sweep's stop rule, recorded in the ledger."""
