@@ -75,7 +75,7 @@ def _number(key: str, value: Any, ok: bool, need: str, fix: str) -> None:
 
 
 def check_stop_options(
-    stop_ratio: Any = 0.25, tolerance: Any = 0.0, min_complete: Any = 3, max_step: Any = None
+    stop_ratio: Any = 0.25, tolerance: Any = 0.0, min_complete: Any = 2, max_step: Any = None
 ) -> None:
     """Refuse stop-rule values the pruner cannot use (defaults: those of :class:`CurvePruner`)."""
     r = stop_ratio
@@ -97,7 +97,7 @@ def check_stop_options(
         raise SweepConfigError(
             f"{OPTIONS_KEY}.min_complete",
             f"must be a whole number >= 1, got {min_complete!r}",
-            "use 3 (default): the model needs whole curves before it may stop one",
+            "use 2 (default): the model needs whole curves before it may stop one",
         )
     if max_step is not None and (
         isinstance(max_step, bool) or not isinstance(max_step, int) or max_step < 1
@@ -121,7 +121,7 @@ class CurvePruner(BasePruner):
         self,
         stop_ratio: float = 0.25,
         tolerance: float = 0.0,
-        min_complete: int = 3,
+        min_complete: int = 2,
         max_step: int | None = None,
     ) -> None:
         check_stop_options(stop_ratio, tolerance, min_complete, max_step)
@@ -192,7 +192,7 @@ class MultiFidelitySampler(ModelBasedSampler):
         n_startup_trials: int = 5,
         stop_ratio: float = 0.25,
         tolerance: float = 0.0,
-        min_complete: int = 3,
+        min_complete: int = 2,
         max_step: int | None = None,
         n_candidates: int = 1024,
         n_restarts: int = 5,
