@@ -24,7 +24,8 @@ Peers: Optuna TPE + HyperbandPruner (the BOHB recipe), Optuna RandomSampler + Su
 (ASHA), Optuna GPSampler + MedianPruner, this project's bayes + MedianPruner and bayes without
 pruning; the pruners are the presets of conf/pruner/ as users get them (``+pruner=<name>``).
 
-    python benchmarks/multifidelity_benchmark.py --seeds 10      # full run, writes docs/benchmarks.md
+    python benchmarks/multifidelity_benchmark.py --seeds 10 --first-seed 10  # full run, writes docs/benchmarks.md
+    # (seeds 0-7 were used to choose the model and stop-rule settings; 10+ are fresh)
     python benchmarks/multifidelity_benchmark.py --quick         # 2 seeds, small budget, docs untouched
 """
 
