@@ -24,7 +24,8 @@ Peers: Optuna TPE + HyperbandPruner (the BOHB recipe), Optuna RandomSampler + Su
 (ASHA), Optuna GPSampler + MedianPruner, this project's bayes + MedianPruner and bayes without
 pruning; the pruners are the presets of conf/pruner/ as users get them (``+pruner=<name>``).
 
-    python benchmarks/multifidelity_benchmark.py --seeds 10      # full run, writes docs/benchmarks.md
+    python benchmarks/multifidelity_benchmark.py --seeds 10 --first-seed 10  # full run, writes docs/benchmarks.md
+    # (seeds 0-7 were used to choose the model and stop-rule settings; 10+ are fresh)
     python benchmarks/multifidelity_benchmark.py --quick         # 2 seeds, small budget, docs untouched
 """
 
@@ -57,6 +58,7 @@ from optuna.distributions import FloatDistribution, IntDistribution  # noqa: E40
 STEPS = list(range(10, 101, 10))
 MAX_STEP = 100
 NOISE_SD = 0.01
+OURS: dict[str, Any] = {}  # strategy_options of multifidelity (defaults)
 STRATEGIES = ["multifidelity", "bohb", "asha", "gp_median", "bayes_median", "bayes"]
 LABELS = {
     "multifidelity": "multifidelity (ours)",
@@ -188,7 +190,7 @@ def make(strategy: str, problem: Problem, seed: int) -> tuple[Any, Any]:
         return build_from_target(_preset(name), optuna.pruners.BasePruner, "pruner")
 
     if strategy == "multifidelity":
-        sampler = MultiFidelitySampler(problem.space, seed=seed)
+        sampler = MultiFidelitySampler(problem.space, seed=seed, **OURS)
         return sampler, build_from_target(sampler.pruner_node(), CurvePruner, "pruner")
     if strategy == "bohb":
         return optuna.samplers.TPESampler(seed=seed), pruner("hyperband")
@@ -214,33 +216,46 @@ def run_sweep(job: tuple[str, str, int, int]) -> dict[str, Any]:
     warnings.filterwarnings("ignore")
     problem = problems([problem_name])[problem_name]
     sampler, pruner = make(strategy, problem, seed)
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
-    spent, trials, start = 0, [], time.perf_counter()
-    while spent < budget:
-        trial = study.ask(problem.space)
-        params = {n: trial.params[n] for n in problem.space}
-        values = problem.curve(params)
-        pruned_at = None
-        for step, value in zip(STEPS, values, strict=True):
-            trial.report(float(value), step)
-            if step < MAX_STEP and trial.should_prune():
-                pruned_at = step
-                break
-        if pruned_at is None:
-            study.tell(trial, float(values[-1]))
-            spent += MAX_STEP
-            trials.append((spent, problem.true_final(params)))
-        else:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            spent += pruned_at
-            trials.append((spent, None))
+    start = time.perf_counter()
+    trials, log = sweep(problem, sampler, pruner, budget)
     return {
         "problem": problem_name,
         "strategy": strategy,
         "seed": seed,
         "trials": trials,
+        "log": log,
         "seconds": time.perf_counter() - start,
     }
+
+
+def sweep(problem: Problem, sampler: Any, pruner: Any, budget: int) -> tuple[list, list]:
+    """Ask, report each validation, stop when the pruner says so, tell, until ``budget`` steps.
+
+    Returns per trial (steps spent so far, true final value or None if stopped) and (last step
+    trained, true final value minus the best achievable).
+    """
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    spent, trials, log = 0, [], []
+    while spent < budget:
+        trial = study.ask(problem.space)
+        params = {n: trial.params[n] for n in problem.space}
+        values = problem.curve(params)
+        last = MAX_STEP
+        for step, value in zip(STEPS, values, strict=True):
+            trial.report(float(value), step)
+            if step < MAX_STEP and trial.should_prune():
+                last = step
+                break
+        spent += last
+        final = problem.true_final(params)
+        if last == MAX_STEP:
+            study.tell(trial, float(values[-1]))
+            trials.append((spent, final))
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            trials.append((spent, None))
+        log.append((last, round(final - problem.best, 4)))
+    return trials, log
 
 
 # -- summary ------------------------------------------------------------------------------------
@@ -302,6 +317,9 @@ def summarise(runs: list[dict], probs: dict[str, Problem], budget: int) -> tuple
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (fresh ones: 10+)"
+    )
     ap.add_argument("--budget", type=int, default=2000, help="steps per sweep (20 full runs)")
     ap.add_argument("--problems", default="grpo,saturating,peaking")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -315,7 +333,10 @@ def main() -> None:
     strategies = args.strategies.split(",")
     probs = problems(names)
     jobs = [
-        (p, s, seed, args.budget) for p in names for s in strategies for seed in range(args.seeds)
+        (p, s, seed, args.budget)
+        for p in names
+        for s in strategies
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
     jobs.sort(key=lambda j: j[1] not in ("multifidelity", "gp_median"))  # slow ones first
     start = time.perf_counter()
@@ -344,7 +365,8 @@ def main() -> None:
             "",
             __doc__.split("\n\n", 1)[1].split("\n    python")[0].strip(),
             "",
-            f"{args.seeds} seeds (0..{args.seeds - 1}), {args.budget} steps per sweep. 'Steps to "
+            f"{args.seeds} seeds ({args.first_seed}..{args.first_seed + args.seeds - 1}), "
+            f"{args.budget} steps per sweep. 'Steps to "
             "target' counts a sweep that never reached the target as its whole budget (so its "
             "median is a lower bound when 'reached' is below all seeds).",
             "",

@@ -14,10 +14,11 @@ from optuna.trial import TrialState, create_trial
 
 from nemo_rl_sweep import ledger
 from nemo_rl_sweep.errors import SweepConfigError
+from nemo_rl_sweep.gp import DEFAULT_PRIORS
 from nemo_rl_sweep.gp.search_space import SpaceEncoding
 from nemo_rl_sweep.pruning import STUDY_ATTR_PRUNER, stored_pruner
 from nemo_rl_sweep.samplers import strategy_rules
-from nemo_rl_sweep.samplers.curves import collect, fidelity
+from nemo_rl_sweep.samplers.curves import CurveModel, collect, fidelity
 from nemo_rl_sweep.samplers.multifidelity import PRUNER_TARGET, CurvePruner, MultiFidelitySampler
 from nemo_rl_sweep.settings import SweepSettings, check_settings
 from nemo_rl_sweep.space import parse_params
@@ -97,6 +98,45 @@ def test_many_validations_are_thinned_to_the_last_and_an_even_spread(tmp_path):
     )
     steps = sorted(round(math.expm1(f * math.log1p(100))) for f in curves.X[:, -1])
     assert steps == [10, 40, 60, 90, 100]  # 4 validations before the end, then the final value
+
+
+def fitted_model(study: optuna.Study) -> CurveModel:
+    curves = collect(
+        study.get_trials(), SPACE, SpaceEncoding(SPACE), sign=1.0, max_step=None, points_per_trial=8
+    )
+    return CurveModel(curves, SpaceEncoding(SPACE), priors=DEFAULT_PRIORS)
+
+
+def test_a_final_value_pins_the_model_and_a_partial_curve_moves_it(tmp_path):
+    study = real_study(tmp_path)
+    for x in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        add(study, x, TrialState.COMPLETE)
+    model = fitted_model(study)
+    xs = np.array([[0.0], [0.6]])
+    mean, var = model.final(xs)
+    finals = [curve(0.0)[-1], curve(0.6)[-1]]
+    # a COMPLETE trial's final value is observed as such, whatever its early values were
+    assert np.allclose(mean, finals, atol=0.02) and np.all(np.sqrt(var) < 0.05)
+    assert (
+        model.gp.posterior(np.array([[0.0, 1.0]]))[0][0]
+        > model.gp.posterior(np.array([[0.0, fidelity(20, 100)]]))[0][0]
+    )  # the slow starter ends far above where it was at step 20
+
+    # two running trials at the same new configuration: the one whose curve runs higher is
+    # expected to end higher, by the model's own judgement of what early values say
+    def expected_final(scale: float, tmp: Path) -> float:
+        s2 = real_study(tmp)
+        for x in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+            add(s2, x, TrialState.COMPLETE)
+        s2.enqueue_trial({"x": 0.3})
+        t = s2.ask(SPACE)
+        for step, v in zip(STEPS[:5], curve(0.3)[:5], strict=True):
+            t.report(scale * v, step)
+        return float(fitted_model(s2).final(np.array([[0.3]]))[0][0])
+
+    (tmp_path / "lo").mkdir()
+    (tmp_path / "hi").mkdir()
+    assert expected_final(1.3, tmp_path / "hi") > expected_final(0.7, tmp_path / "lo") + 0.05
 
 
 # ---------------------------------------------------------------------------------- the stop rule
