@@ -33,8 +33,8 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from nemo_rl_sweep.gp.kernels import matern52
-from nemo_rl_sweep.gp.model import _cholesky, standardise
+from nemo_rl_sweep.gp.kernels import matern52, scaled_sqdist
+from nemo_rl_sweep.gp.model import factorise, standardise
 from nemo_rl_sweep.gp.priors import DEFAULT_PRIORS, NOISE_FLOOR, Priors
 from nemo_rl_sweep.gp.threads import single_thread
 
@@ -73,10 +73,7 @@ class CurveGP:
         with torch.no_grad():
             K = kernel(self.X, self.X, torch.as_tensor(self.raw), self.column_groups, self.max_step)
             K.diagonal().add_(self.noise_var + NOISE_FLOOR)
-            L = _cholesky(K)
-            eye = torch.eye(len(self.X), dtype=_DT)
-            self._L_inv = torch.linalg.solve_triangular(L, eye, upper=False)
-            self._alpha = self._L_inv.T @ (self._L_inv @ self.y)
+            _, self._L_inv, self._alpha = factorise(K, self.y)
 
     @property
     def hyper(self) -> np.ndarray:
@@ -142,26 +139,22 @@ def _weight(s: torch.Tensor, max_step: int) -> torch.Tensor:
     return (1.0 - t / max_step).clamp(0.0, 1.0)
 
 
-def _sq(A: torch.Tensor, B: torch.Tensor, inv_sq: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
-    diff = A.unsqueeze(-2) - B
-    return (diff * diff) @ inv_sq[torch.as_tensor(groups)]
-
-
 def kernel(
     A: torch.Tensor, B: torch.Tensor, raw: torch.Tensor, groups: np.ndarray, max_step: int
 ) -> torch.Tensor:
     """k((x, s), (x', s')) of the module docstring, (m, d + 1), (n, d + 1) -> (m, n)."""
     g = int(groups.max()) + 1
-    inv_g = torch.exp(-2.0 * raw[:g])
-    inv_d = torch.exp(-2.0 * raw[g : 2 * g])
+    cols = torch.as_tensor(groups)  # each encoded column's parameter
+    inv_g = torch.exp(-2.0 * raw[:g])[cols]
+    inv_d = torch.exp(-2.0 * raw[g : 2 * g])[cols]
     inv_sm, inv_sd = torch.exp(-2.0 * raw[2 * g]), torch.exp(-2.0 * raw[2 * g + 1])
     var_g, var_m, var_d = torch.exp(raw[2 * g + 2 : 2 * g + 5])
     xa, xb, sa, sb = A[:, :-1], B[:, :-1], A[:, -1], B[:, -1]
     ds2 = (sa.unsqueeze(-1) - sb) ** 2
     ww = _weight(sa, max_step).unsqueeze(-1) * _weight(sb, max_step)
-    k_g = var_g * matern52(_sq(xa, xb, inv_g, groups))
+    k_g = var_g * matern52(scaled_sqdist(xa, xb, inv_g))
     k_m = var_m * matern52(ds2 * inv_sm)
-    k_d = var_d * matern52(_sq(xa, xb, inv_d, groups)) * matern52(ds2 * inv_sd)
+    k_d = var_d * matern52(scaled_sqdist(xa, xb, inv_d)) * matern52(ds2 * inv_sd)
     return k_g + ww * (k_m + k_d)
 
 

@@ -46,6 +46,14 @@ def _cholesky(K: torch.Tensor) -> torch.Tensor:
     return L
 
 
+def factorise(K: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``L``, ``L^-1`` and ``K^-1 y`` of a kernel matrix with its noise on the diagonal: what a
+    posterior needs, computed once per fitted model (every GP of this package shares it)."""
+    L = _cholesky(K)
+    L_inv = torch.linalg.solve_triangular(L, torch.eye(len(K), dtype=K.dtype), upper=False)
+    return L, L_inv, L_inv.T @ (L_inv @ y)
+
+
 class GPModel:
     """A fitted GP: posterior mean and variance of f at any encoded point.
 
@@ -78,12 +86,7 @@ class GPModel:
         with torch.no_grad():
             K = self.signal_var * matern52(scaled_sqdist(self.X, self.X, self.inv_sq_ls))
             K.diagonal().add_(self.noise_var)
-            self._L = _cholesky(K)
-            n = len(self.X)
-            self._L_inv = torch.linalg.solve_triangular(
-                self._L, torch.eye(n, dtype=_DT), upper=False
-            )
-            self._alpha = self._L_inv.T @ (self._L_inv @ self.y)
+            self._L, self._L_inv, self._alpha = factorise(K, self.y)
 
     @property
     def n(self) -> int:
