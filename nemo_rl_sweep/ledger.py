@@ -160,7 +160,7 @@ def open_storage(
                 "run the Optuna that wrote it (pip install -U optuna), or use a new storage file; "
                 "the ledger was left as it was",
             ) from None
-        if "disk is full" in first or "No space left" in first:
+        if _says_disk_full(first):
             raise SweepConfigError(
                 "hydra.sweeper.storage",
                 f"the disk of {url!r} is full ({first})",
@@ -370,7 +370,7 @@ def unwritable_text(exc: BaseException) -> str | None:
     for link in chain:
         first = _first_line(link)
         errno_of = link.errno if isinstance(link, OSError) else None
-        if "disk is full" in first or "No space left" in first or errno_of == errno.ENOSPC:
+        if _says_disk_full(first) or errno_of == errno.ENOSPC:
             problem = "its disk is full"
         elif "readonly database" in first or errno_of == errno.EROFS:
             problem = "it became read-only"
@@ -384,6 +384,11 @@ def unwritable_text(exc: BaseException) -> str | None:
         "it writable), then run the same command to resume: the trials that were running are run "
         "again"
     )
+
+
+def _says_disk_full(text: str) -> bool:
+    """SQLite's ("database or disk is full") and the OS's ("No space left on device") words."""
+    return "disk is full" in text or "No space left" in text
 
 
 def is_locked(exc: BaseException) -> bool:

@@ -2,9 +2,9 @@
 
 Both learn from the same trials in the same way: finished trials (and pruned ones, with the value
 they stopped at plus the gain finished trials made from that step on) are fitted; trials still
-RUNNING are pending points to condition on; FAIL trials are never fitted and never proposed again. Both start with the same seeded Sobol sequence, hand anything
-outside the modelled space to Optuna's RandomSampler (the base's fallback), and never propose a point
-twice.
+RUNNING are pending points to condition on; FAIL trials are never fitted and never proposed again.
+Both start with the same seeded Sobol sequence, hand anything outside the modelled space to Optuna's
+RandomSampler (the base's fallback), and never propose a point twice.
 """
 
 from __future__ import annotations
