@@ -58,7 +58,6 @@ from optuna.distributions import FloatDistribution, IntDistribution  # noqa: E40
 STEPS = list(range(10, 101, 10))
 MAX_STEP = 100
 NOISE_SD = 0.01
-OURS: dict[str, Any] = {}  # strategy_options of multifidelity (defaults)
 STRATEGIES = ["multifidelity", "bohb", "asha", "gp_median", "bayes_median", "bayes"]
 LABELS = {
     "multifidelity": "multifidelity (ours)",
@@ -190,7 +189,7 @@ def make(strategy: str, problem: Problem, seed: int) -> tuple[Any, Any]:
         return build_from_target(_preset(name), optuna.pruners.BasePruner, "pruner")
 
     if strategy == "multifidelity":
-        sampler = MultiFidelitySampler(problem.space, seed=seed, **OURS)
+        sampler = MultiFidelitySampler(problem.space, seed=seed)
         return sampler, build_from_target(sampler.pruner_node(), CurvePruner, "pruner")
     if strategy == "bohb":
         return optuna.samplers.TPESampler(seed=seed), pruner("hyperband")
@@ -217,25 +216,23 @@ def run_sweep(job: tuple[str, str, int, int]) -> dict[str, Any]:
     problem = problems([problem_name])[problem_name]
     sampler, pruner = make(strategy, problem, seed)
     start = time.perf_counter()
-    trials, log = sweep(problem, sampler, pruner, budget)
+    trials = sweep(problem, sampler, pruner, budget)
     return {
         "problem": problem_name,
         "strategy": strategy,
         "seed": seed,
         "trials": trials,
-        "log": log,
         "seconds": time.perf_counter() - start,
     }
 
 
-def sweep(problem: Problem, sampler: Any, pruner: Any, budget: int) -> tuple[list, list]:
+def sweep(problem: Problem, sampler: Any, pruner: Any, budget: int) -> list:
     """Ask, report each validation, stop when the pruner says so, tell, until ``budget`` steps.
 
-    Returns per trial (steps spent so far, true final value or None if stopped) and (last step
-    trained, true final value minus the best achievable).
+    Returns per trial (steps spent so far, true final value or None if stopped).
     """
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
-    spent, trials, log = 0, [], []
+    spent, trials = 0, []
     while spent < budget:
         trial = study.ask(problem.space)
         params = {n: trial.params[n] for n in problem.space}
@@ -247,15 +244,13 @@ def sweep(problem: Problem, sampler: Any, pruner: Any, budget: int) -> tuple[lis
                 last = step
                 break
         spent += last
-        final = problem.true_final(params)
         if last == MAX_STEP:
             study.tell(trial, float(values[-1]))
-            trials.append((spent, final))
+            trials.append((spent, problem.true_final(params)))
         else:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             trials.append((spent, None))
-        log.append((last, round(final - problem.best, 4)))
-    return trials, log
+    return trials
 
 
 # -- summary ------------------------------------------------------------------------------------
