@@ -64,6 +64,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import torch
 from optuna.distributions import BaseDistribution
 from optuna.pruners import BasePruner
 from optuna.study import Study, StudyDirection
@@ -151,9 +152,11 @@ class CurvePruner(BasePruner):
         self._hyper: np.ndarray | None = None
         # log(EI per remaining step now / EI per step before its own validations), last decision
         self.last_log_ratio: float | None = None
+        # the factor the last decision widened the model's variance by (CurveModel.miscalibration)
+        self.last_widening: float | None = None
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
-        self.last_log_ratio = None
+        self.last_log_ratio = self.last_widening = None
         step = trial.last_step
         if step is None or len(study.directions) != 1:
             return False
@@ -181,9 +184,15 @@ class CurvePruner(BasePruner):
             model = CurveModel(curves, space, priors=DEFAULT_PRIORS, warm_start=self._hyper)
             self._hyper = model.hyper
             x = space.encode([trial.params])
-            incumbent = float(np.max(curves.final_y)) - self.tolerance
-            before = model.without(trial.number).log_ei_final(x, incumbent)[0]
-            now = model.log_ei_final(x, incumbent)[0]
+            incumbent = float(model.gp.to_standard(float(np.max(curves.final_y)) - self.tolerance))
+            mean_before, var_before = model.without(trial.number).final_standard(x)
+            mean_now, var_now = model.final_standard(x)
+            # as wide as the model's past predictions from this step proved to need, never wider
+            # than before the trial's own validations
+            self.last_widening = model.miscalibration(step)
+            var_now = torch.minimum(var_now * self.last_widening, var_before)
+            before = float(log_ei(mean_before, var_before, incumbent)[0])
+            now = float(log_ei(mean_now, var_now, incumbent)[0])
             per_step = (now - math.log(curves.max_step - step)) - (
                 before - math.log(curves.max_step)
             )
