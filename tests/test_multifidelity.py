@@ -140,18 +140,21 @@ def test_a_final_value_pins_the_model_and_a_partial_curve_moves_it(tmp_path):
     assert expected_final(1.3, tmp_path / "hi") > expected_final(0.7, tmp_path / "lo") + 0.05
 
 
-def study_of(fn, xs: list[float]) -> optuna.Study:
-    study = optuna.create_study(direction="maximize")  # in memory: nothing here is written twice
-    for x in xs:
-        values = fn(x)
-        study.add_trial(
-            create_trial(
-                params={"x": x},
-                distributions=SPACE,
-                value=values[-1],
-                intermediate_values=dict(zip(STEPS, values, strict=True)),
-            )
+def add_whole_run(study: optuna.Study, x: float, values: list[float]) -> None:
+    study.add_trial(
+        create_trial(
+            params={"x": x},
+            distributions=SPACE,
+            value=values[-1],
+            intermediate_values=dict(zip(STEPS, values, strict=True)),
         )
+    )
+
+
+def study_of(fn, xs: list[float]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")  # in memory: the model is all it feeds
+    for x in xs:
+        add_whole_run(study, x, fn(x))
     return study
 
 
@@ -245,15 +248,7 @@ def test_minimisation_stops_the_curve_that_stays_high(tmp_path):
         storage=f"sqlite:///{tmp_path / 'ledger.db'}", direction="minimize", pruner=pruner
     )
     for x in (0.0, 0.3, 0.6, 1.0):
-        values = [1.0 - v for v in curve(x)]
-        study.add_trial(
-            create_trial(
-                params={"x": x},
-                distributions=SPACE,
-                value=values[-1],
-                intermediate_values=dict(zip(STEPS, values, strict=True)),
-            )
-        )
+        add_whole_run(study, x, [1.0 - v for v in curve(x)])
     bad = study.ask({"x": SPACE["x"]})
     for step in (10, 20, 30):
         bad.report(1.5, step)
