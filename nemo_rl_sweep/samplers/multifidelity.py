@@ -32,6 +32,8 @@ last step, whose size the fit learns. So:
   735 / 640 / 795 (GRPO / saturating / peaking), median best final 0.9805 / 0.8764 / 0.7152 to
   0.9961 / 0.8768 / 0.7149, all 8 sweeps reaching the target on each (peers on those seeds:
   bayes + Median 1050 on GRPO, bayes without pruning 1450 / 1650 on saturating / peaking).
+  On the fresh seeds 10-19 the medians did not move as much: 845 / 685 / 1100 against
+  840 / 675 / 985 without it, but every GRPO sweep reached the target (10/10, was 8/10).
   Two rules we measured and dropped (2 seeds, ``benchmarks/multifidelity_benchmark.py``): "stop when
   P(final beats the incumbent) < 5%" stopped 142 of 146 trials on the GRPO curves (once the
   incumbent is good that probability is small for almost every configuration, even the one the
