@@ -75,9 +75,8 @@ class Curves:
     X: np.ndarray
     y: np.ndarray
     owner: np.ndarray  # the trial number of each row
-    final_owner: (
-        np.ndarray
-    )  # the trial number of each COMPLETE trial (its final row: the last rows)
+    # the trial number of each COMPLETE trial (their final rows are the last rows, in this order)
+    final_owner: np.ndarray
     final_X: np.ndarray
     final_y: np.ndarray
     max_step: int
