@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -139,6 +140,64 @@ def test_a_final_value_pins_the_model_and_a_partial_curve_moves_it(tmp_path):
     assert expected_final(1.3, tmp_path / "hi") > expected_final(0.7, tmp_path / "lo") + 0.05
 
 
+def add_whole_run(study: optuna.Study, x: float, values: list[float]) -> None:
+    study.add_trial(
+        create_trial(
+            params={"x": x},
+            distributions=SPACE,
+            value=values[-1],
+            intermediate_values=dict(zip(STEPS, values, strict=True)),
+        )
+    )
+
+
+def study_of(fn, xs: list[float]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")  # in memory: the model is all it feeds
+    for x in xs:
+        add_whole_run(study, x, fn(x))
+    return study
+
+
+XS = [i / 15 for i in range(16)]
+
+
+def honest(x: float) -> list[float]:
+    """One curve shape scaled to the final value: every validation tells the final value."""
+    final = 0.5 + 0.3 * math.sin(3 * x)
+    return [final * (1 - math.exp(-0.05 * s)) / (1 - math.exp(-5)) for s in STEPS]
+
+
+SURPRISES = np.random.RandomState(0).uniform(0.2, 0.9, size=len(XS))
+
+
+def surprise(x: float) -> list[float]:
+    """Every curve the same until the end, then a final value unrelated to the configuration."""
+    return [0.1 + 0.3 * s / 100 for s in STEPS[:-1]] + [float(SURPRISES[round(x * 15)])]
+
+
+def test_a_held_out_prediction_is_the_model_refitted_without_those_rows():
+    model = fitted_model(study_of(curve, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]))
+    c = model.curves
+    target = len(c.y) - len(c.final_owner) + 2  # the third COMPLETE trial's final row
+    rows = (c.owner == c.final_owner[2]) & (c.X[:, -1] > fidelity(40, 100))
+    # its validations after step 40 (60 to 90: 50 was thinned away) and its final value
+    assert rows.sum() == 5
+    mean, var = model.gp.held_out(rows, target)
+    without = model.gp.subset(~rows)
+    ref_mean, ref_var = without.posterior_standard(torch.as_tensor(c.X[target : target + 1]))
+    assert mean == pytest.approx(float(ref_mean[0]), abs=1e-8)
+    assert var == pytest.approx(float(ref_var[0]) + model.gp.noise_var, rel=1e-2)
+
+
+def test_the_model_widens_its_predictions_by_how_far_they_missed_on_complete_trials():
+    calibrated = fitted_model(study_of(honest, XS))
+    missed = fitted_model(study_of(surprise, XS))
+    for step in (10, 50, 90):
+        assert calibrated.miscalibration(step) == pytest.approx(1.0, abs=0.05)
+        # early values said nothing of the final ones: predicted finals were far off
+        assert missed.miscalibration(step) > 3.0
+
+
 # ---------------------------------------------------------------------------------- the stop rule
 
 
@@ -153,6 +212,7 @@ def test_the_pruner_stops_a_hopeless_curve_and_keeps_a_promising_one(tmp_path):
         hopeless.report(0.01 * step / 10, step)  # far below every curve seen
     assert hopeless.should_prune()
     assert pruner.last_log_ratio < 0
+    assert pruner.last_widening is not None and pruner.last_widening >= 1.0
 
 
 def test_the_pruner_keeps_a_slow_starter_where_the_model_expects_the_best_final_values(tmp_path):
@@ -179,7 +239,7 @@ def test_the_pruner_waits_for_min_complete_whole_runs(tmp_path):
     trial = study.ask({"x": SPACE["x"]})
     trial.report(0.0, 10)
     assert not trial.should_prune()
-    assert pruner.last_log_ratio is None  # no model was fitted
+    assert pruner.last_log_ratio is None and pruner.last_widening is None  # no model was fitted
 
 
 def test_minimisation_stops_the_curve_that_stays_high(tmp_path):
@@ -188,15 +248,7 @@ def test_minimisation_stops_the_curve_that_stays_high(tmp_path):
         storage=f"sqlite:///{tmp_path / 'ledger.db'}", direction="minimize", pruner=pruner
     )
     for x in (0.0, 0.3, 0.6, 1.0):
-        values = [1.0 - v for v in curve(x)]
-        study.add_trial(
-            create_trial(
-                params={"x": x},
-                distributions=SPACE,
-                value=values[-1],
-                intermediate_values=dict(zip(STEPS, values, strict=True)),
-            )
-        )
+        add_whole_run(study, x, [1.0 - v for v in curve(x)])
     bad = study.ask({"x": SPACE["x"]})
     for step in (10, 20, 30):
         bad.report(1.5, step)

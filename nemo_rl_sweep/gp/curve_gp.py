@@ -125,6 +125,19 @@ class CurveGP:
         y_new = torch.as_tensor(np.asarray(self.to_standard(np.asarray(y_new))), dtype=_DT)
         return self._with(torch.cat([self.X, X_new]), torch.cat([self.y, y_new.reshape(-1)]))
 
+    def held_out(self, rows: np.ndarray, target: int) -> tuple[float, float]:
+        """Mean and variance (standardised, noise included) of the value of row ``target`` given
+        every row but ``rows`` (a boolean mask containing ``target``), from the fitted inverse:
+        ``K^-1`` restricted to the held-out block is the inverse of their joint predictive
+        covariance (Rasmussen and Williams 2006, eq. 5.12 for one row), so no refit and no new
+        factorisation per question."""
+        idx = np.flatnonzero(rows)
+        L_inv_b = self._L_inv[:, idx]
+        cov = torch.linalg.inv(L_inv_b.T @ L_inv_b)
+        at = int(np.flatnonzero(idx == target)[0])
+        mean = self.y[idx] - cov @ self._alpha[idx]
+        return float(mean[at]), float(cov[at, at])
+
     def subset(self, keep: np.ndarray) -> CurveGP:
         """The same model conditioned on the rows ``keep`` (a boolean mask) only."""
         mask = torch.as_tensor(keep)
