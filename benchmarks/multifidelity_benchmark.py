@@ -216,7 +216,7 @@ def run_sweep(job: tuple[str, str, int, int]) -> dict[str, Any]:
     problem = problems([problem_name])[problem_name]
     sampler, pruner = make(strategy, problem, seed)
     start = time.perf_counter()
-    trials = sweep(problem, sampler, pruner, budget)
+    trials = sweep(problem, sampler, pruner, budget, f"{problem_name}-{strategy}-{seed}")
     return {
         "problem": problem_name,
         "strategy": strategy,
@@ -226,12 +226,18 @@ def run_sweep(job: tuple[str, str, int, int]) -> dict[str, Any]:
     }
 
 
-def sweep(problem: Problem, sampler: Any, pruner: Any, budget: int) -> list:
+def sweep(problem: Problem, sampler: Any, pruner: Any, budget: int, name: str) -> list:
     """Ask, report each validation, stop when the pruner says so, tell, until ``budget`` steps.
+
+    ``name`` is the study's name: Optuna's HyperbandPruner assigns each trial its bracket from a
+    checksum of the study name and the trial number, so an unnamed study (a random name) would
+    make the BOHB row differ from run to run with the same seeds.
 
     Returns per trial (steps spent so far, true final value or None if stopped).
     """
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    study = optuna.create_study(
+        study_name=name, direction="maximize", sampler=sampler, pruner=pruner
+    )
     spent, trials = 0, []
     while spent < budget:
         trial = study.ask(problem.space)
