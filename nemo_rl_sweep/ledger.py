@@ -392,8 +392,20 @@ def _says_disk_full(text: str) -> bool:
 
 
 def is_locked(exc: BaseException) -> bool:
-    """SQLite's own word for a write that waited for the file lock in vain."""
-    return "database is locked" in str(exc)
+    """SQLite's own word for a write that waited for the file lock in vain, in ``exc`` or in what
+    it was raised from: Optuna wraps a failed commit in ``StorageInternalError`` ("An exception is
+    raised during the commit ..."), whose cause holds SQLite's words. SQLite also answers "locked"
+    at once, without waiting, to a read that tries to become a write while another connection
+    holds the lock (its deadlock guard), so such a write fails in milliseconds, not after the
+    timeout."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if "database is locked" in str(cur):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def crowded_text(url: str, what: str, exc: BaseException | None) -> str | None:

@@ -618,6 +618,9 @@ class Sweep:
                         "Error: " + str(ledger.crowded_text(self.storage_url, what, exc))
                     ) from None
                 self._warn_crowded(what)
+                # a write SQLite refused at once (see ledger.is_locked) must not spend its
+                # attempts in milliseconds: give the other writer time to finish
+                time.sleep(ledger.SLOW_LEDGER_S / 4 * (attempt + 1))
         raise AssertionError("unreachable")
 
     @contextlib.contextmanager

@@ -152,3 +152,28 @@ def test_asks_of_several_processes_take_turns_on_file_storages(tmp_path):
     with ledger.exclusive_ask("oracle://db/ledger"):  # no lock known for this server: none taken
         pass
     # PostgreSQL and MariaDB take an advisory lock: tests/test_storage_load.py, on real servers
+
+
+def test_a_commit_refused_for_the_lock_is_known_as_locked_through_optunas_wrapper(tmp_path):
+    """Optuna wraps a failed commit in StorageInternalError, whose own text never says "locked":
+    the sweeper must still see SQLite's lock (and warn and retry) instead of dying."""
+    import sqlite3
+
+    db = tmp_path / "ledger.db"
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{db}", engine_kwargs={"connect_args": {"timeout": 0.2}}
+    )
+    study = optuna.create_study(storage=storage, study_name="locked")
+    other = sqlite3.connect(db)
+    other.execute("BEGIN EXCLUSIVE")  # the lock a busy writer holds
+    try:
+        with pytest.raises(optuna.exceptions.StorageInternalError) as refused:
+            study.set_user_attr("a", 1)
+    finally:
+        other.rollback()
+        other.close()
+    assert "locked" not in str(refused.value)
+    assert ledger.is_locked(refused.value)
+    assert not ledger.is_locked(ValueError("some other failure"))
+    study.set_user_attr("a", 1)  # the lock freed: the same write goes through
+    assert study.user_attrs == {"a": 1}
