@@ -361,13 +361,8 @@ def _server_lock(url: str) -> Iterator[None]:
 def unwritable_text(exc: BaseException) -> str | None:
     """What to say when the ledger stops taking writes in the middle of a sweep (its disk filled
     or turned read-only), or None for any other error. What it recorded before stays in it."""
-    chain: list[BaseException] = []
-    cause: BaseException | None = exc
-    while cause is not None and len(chain) < 10:  # Optuna wraps SQLAlchemy, which wraps sqlite3
-        chain.append(cause)
-        cause = cause.__cause__ or cause.__context__
     problem = None
-    for link in chain:
+    for link in _exception_chain(exc):
         first = _first_line(link)
         errno_of = link.errno if isinstance(link, OSError) else None
         if _says_disk_full(first) or errno_of == errno.ENOSPC:
@@ -398,14 +393,18 @@ def is_locked(exc: BaseException) -> bool:
     at once, without waiting, to a read that tries to become a write while another connection
     holds the lock (its deadlock guard), so such a write fails in milliseconds, not after the
     timeout."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if "database is locked" in str(cur):
-            return True
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return False
+    return any("database is locked" in str(link) for link in _exception_chain(exc))
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from, outermost first (Optuna wraps SQLAlchemy, which wraps
+    sqlite3); at most 10 links, so a cycle of causes cannot loop."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and len(chain) < 10:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    return chain
 
 
 def crowded_text(url: str, what: str, exc: BaseException | None) -> str | None:
