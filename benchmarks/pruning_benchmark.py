@@ -95,8 +95,13 @@ def run_sweep(job: tuple[str, str, int, int]) -> dict[str, Any]:
         if node
         else optuna.pruners.NopPruner()
     )
+    # named, not random: HyperbandPruner picks a trial's bracket from the study name, so the
+    # hyperband rows are then a function of the seeds like the others
     study = optuna.create_study(
-        direction="maximize", sampler=make_sampler(sampler_name, space, seed), pruner=pruner
+        study_name=f"{sampler_name}-{pruner_name}-{seed}",
+        direction="maximize",
+        sampler=make_sampler(sampler_name, space, seed),
+        pruner=pruner,
     )
     trials = []
     start = time.perf_counter()
